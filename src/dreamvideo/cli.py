@@ -1,0 +1,249 @@
+"""The `dreamvideo` command line.
+
+Exit codes: 0 success, 2 the user's mistake (one line on stderr, no traceback, no output
+file), 1 an internal error. `--debug` (anywhere on the line) shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from .errors import UserError
+
+SCHEDULERS = {
+    "ddim": ("DDIMScheduler", {}),
+    "dpm++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++"}),
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler-a": ("EulerAncestralDiscreteScheduler", {}),
+    "unipc": ("UniPCMultistepScheduler", {}),
+    "pndm": ("PNDMScheduler", {"skip_prk_steps": True}),
+    "ddpm": ("DDPMScheduler", {}),
+}
+MODES = ("image+text", "image", "text")
+
+
+def _quiet_libraries() -> None:
+    """Keep library chatter (load reports, loading bars) off the user's terminal."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    logging.getLogger("dreamvideo").setLevel(logging.INFO)
+
+
+def set_scheduler(pipe, name: str) -> None:
+    """Swap the pipeline's scheduler for one of SCHEDULERS, keeping the noise schedule."""
+    import diffusers
+
+    class_name, overrides = SCHEDULERS[name]
+    pipe.scheduler = getattr(diffusers, class_name).from_config(pipe.scheduler.config, **overrides)
+
+
+debug_option = click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dreamvideo")
+@debug_option
+def cli(debug: bool) -> None:
+    """DreamVideo: image-to-video generation with text control."""
+
+
+@cli.command()
+@click.argument("image", type=click.Path(path_type=Path))
+@click.option("--prompt", "-p", default="", help="The action to perform (empty: image guidance only).")
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="out.mp4, out.gif, or a folder for PNG frames.",
+)
+@click.option("--negative-prompt", default="", help="Text to steer away from (replaces the null text).")
+@click.option(
+    "--model",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="DreamVideo model folder (default: the shipped model).",
+)
+@click.option("--frames", type=int, default=None, help="Frames per segment (default: the model's).")
+@click.option("--height", type=int, default=None, help="Video height in pixels (default: the model's).")
+@click.option("--width", type=int, default=None, help="Video width in pixels (default: the model's).")
+@click.option("--steps", type=int, default=25, show_default=True, help="Denoising steps.")
+@click.option(
+    "--image-scale", type=float, default=None, help="Image guidance scale s_img (default: the model's)."
+)
+@click.option(
+    "--text-scale", type=float, default=None, help="Text guidance scale s_txt (default: the model's)."
+)
+@click.option(
+    "--mode", type=click.Choice(MODES), default="image+text", show_default=True, help="Guidance mode."
+)
+@click.option(
+    "--scheduler",
+    type=click.Choice(sorted(SCHEDULERS)),
+    default=None,
+    help="Sampler (default: the model's, DDIM).",
+)
+@click.option("--seed", type=int, default=None, help="Random seed (default: random, printed).")
+@click.option("--fps", type=int, default=None, help="Frames per second of the file (default: the model's).")
+@click.option(
+    "--segments",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Chain segments for a longer video, each from the previous last frame.",
+)
+@click.option(
+    "--resize",
+    type=click.Choice(["crop", "pad"]),
+    default="crop",
+    show_default=True,
+    help="Fit the image by centre crop or by padding.",
+)
+@click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
+@debug_option
+def generate(
+    image: Path,
+    prompt: str,
+    output: Path,
+    negative_prompt: str,
+    model: Path | None,
+    frames: int | None,
+    height: int | None,
+    width: int | None,
+    steps: int,
+    image_scale: float | None,
+    text_scale: float | None,
+    mode: str,
+    scheduler: str | None,
+    seed: int | None,
+    fps: int | None,
+    segments: int,
+    resize: str,
+    device: str | None,
+    debug: bool,
+) -> None:
+    """Generate a video from IMAGE following --prompt."""
+    import torch
+
+    from .io.images import load_image
+    from .io.video import check_output_path, write_video
+    from .loading import load_pipeline
+    from .pipeline import check_sampling_values
+
+    # Cheap checks first, so a mistake costs no model loading.
+    check_output_path(output)
+    if fps is not None and fps <= 0:
+        raise UserError(f"fps must be a positive integer, got {fps}")
+    check_sampling_values(frames, steps, image_scale, text_scale, segments, height, width)
+    reference = load_image(image)
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    pipe = load_pipeline(model).to(device)
+    if scheduler:
+        set_scheduler(pipe, scheduler)
+    seed = random.randrange(2**31) if seed is None else seed
+    start = time.perf_counter()
+    result = pipe(
+        reference,
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        num_frames=frames,
+        height=height,
+        width=width,
+        num_inference_steps=steps,
+        image_guidance_scale=image_scale,
+        text_guidance_scale=text_scale,
+        guidance_mode=mode,
+        num_segments=segments,
+        generator=torch.Generator("cpu").manual_seed(seed),
+        resize_mode=resize,
+        output_type="np",
+    )
+    video = (result.frames[0] * 255).round().astype("uint8")
+    write_video(video, output, fps=fps or pipe.config.default_fps)
+    elapsed = time.perf_counter() - start
+    click.echo(
+        f"wrote {output} ({video.shape[0]} frames, {video.shape[2]}x{video.shape[1]}, "
+        f"seed {seed}, {elapsed:.1f} s)"
+    )
+
+
+@cli.command()
+@click.option(
+    "--model",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="DreamVideo model folder (default: the shipped model).",
+)
+@debug_option
+def info(model: Path | None, debug: bool) -> None:
+    """Show a model's components, parameter counts, resolution and frames."""
+    from .loading import default_model_dir, load_pipeline
+    from .models import count_parameters
+
+    pipe = load_pipeline(model)
+    height, width = pipe.default_size
+    click.echo(f"model: {model or default_model_dir()}")
+    for name in ("vae", "text_encoder", "tokenizer", "unet", "retention_branch", "scheduler"):
+        component = getattr(pipe, name)
+        line = f"  {name:17s} {type(component).__name__}"
+        if isinstance(component, __import__("torch").nn.Module):
+            line += f"  {count_parameters(component):,} parameters"
+        click.echo(line)
+    cfg = pipe.config
+    click.echo(f"resolution: {width}x{height} (multiples of {pipe.spatial_multiple})")
+    click.echo(f"frames: {cfg.default_num_frames} at {cfg.default_fps} fps")
+    click.echo(f"latents: {pipe.unet.config.in_channels} channels, VAE downscale {pipe.vae_scale_factor}")
+    click.echo(
+        f"text context: {pipe.tokenizer.model_max_length} tokens x {pipe.unet.config.cross_attention_dim}"
+    )
+    click.echo(
+        f"guidance defaults: image {cfg.default_image_guidance_scale}, text {cfg.default_text_guidance_scale}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in args or os.environ.get("DREAMVIDEO_DEBUG") == "1"
+    _quiet_libraries()
+    try:
+        cli.main(args=args, prog_name="dreamvideo", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:  # usage errors: click's own message, exit 2
+        e.show()
+        return e.exit_code
+    except click.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except UserError as e:
+        if debug:
+            raise
+        click.echo(f"error: {e}", err=True)
+        return 2
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+    except Exception as e:
+        if debug:
+            raise
+        click.echo(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)", err=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

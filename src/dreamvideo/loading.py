@@ -1,0 +1,94 @@
+"""Loading models from local folders only, with clear errors for folders of the wrong kind.
+
+Weights load from safetensors only (no pickle). Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .errors import UserError
+
+# The embedded default model ships inside the package (trained by this project's own code).
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "weights" / "dreamvideo-tiny"
+T2V_PIPELINE_CLASSES = ("TextToVideoSDPipeline", "VideoToVideoSDPipeline")
+
+
+def default_model_dir() -> Path:
+    """The shipped model's folder; the DREAMVIDEO_MODEL environment variable overrides it."""
+    return Path(os.environ.get("DREAMVIDEO_MODEL", DEFAULT_MODEL_DIR))
+
+
+def read_model_index(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"model folder not found: {path}")
+    if not path.is_dir():
+        raise UserError(f"model path is not a folder: {path}")
+    index = path / "model_index.json"
+    if not index.is_file():
+        raise UserError(f"not a diffusers model folder (no model_index.json): {path}")
+    try:
+        data = json.loads(index.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"model folder is corrupt: cannot parse {index}: {e}") from e
+    if not isinstance(data, dict) or "_class_name" not in data:
+        raise UserError(f"model folder is corrupt: {index} has no _class_name")
+    return data
+
+
+def _check_components(path: Path, index: dict) -> None:
+    for name, spec in index.items():
+        if name.startswith("_") or not isinstance(spec, list) or spec == [None, None]:
+            continue
+        if not (path / name).is_dir():
+            raise UserError(f"model folder is incomplete: component folder '{name}/' is missing in {path}")
+
+
+def _load(cls, path: Path, what: str, **kwargs):
+    try:
+        return cls.from_pretrained(path, use_safetensors=True, local_files_only=True, **kwargs)
+    except UserError:
+        raise
+    except Exception as e:  # every loader failure of a user's folder is a user-facing error
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"cannot load {what} from {path}: {detail}") from e
+
+
+def load_pipeline(path: str | Path | None = None, **kwargs):
+    """Load a `DreamVideoPipeline` folder (the shipped default when `path` is None)."""
+    from .pipeline import DreamVideoPipeline
+
+    if path is None:
+        path = default_model_dir()
+        if not (path / "model_index.json").is_file():
+            raise UserError(
+                f"the default model is not installed at {path}; pass --model DIR with a DreamVideo model "
+                "folder (or reinstall the package)"
+            )
+    path = Path(path)
+    index = read_model_index(path)
+    cls_name = index["_class_name"]
+    if cls_name in T2V_PIPELINE_CLASSES:
+        raise UserError(
+            f"{path} is a text-to-video model ({cls_name}), not DreamVideo: build one from it with "
+            "DreamVideoPipeline.from_t2v"
+        )
+    if cls_name != DreamVideoPipeline.__name__:
+        raise UserError(f"{path} holds a {cls_name}, not a DreamVideoPipeline")
+    _check_components(path, index)
+    return _load(DreamVideoPipeline, path, "the DreamVideo model", **kwargs)
+
+
+def load_t2v(path: str | Path, **kwargs):
+    """Load a diffusers text-to-video folder (TextToVideoSDPipeline layout, e.g. ModelScope T2V)."""
+    from diffusers import TextToVideoSDPipeline
+
+    path = Path(path)
+    index = read_model_index(path)
+    if index["_class_name"] not in T2V_PIPELINE_CLASSES:
+        raise UserError(f"{path} holds a {index['_class_name']}, not a text-to-video pipeline")
+    _check_components(path, index)
+    return _load(TextToVideoSDPipeline, path, "the text-to-video model", **kwargs)

@@ -1,0 +1,44 @@
+"""DreamVideo's noise predictor: the main 3D UNet plus the frame retention branch."""
+
+from __future__ import annotations
+
+import torch
+from diffusers.models.unets.unet_3d_condition import UNet3DConditionModel
+from torch import nn
+
+from .retention_branch import FrameRetentionBranch
+
+
+class DreamVideoDenoiser(nn.Module):
+    """eps(latents, t | text, image) = UNet(latents, t, text, residuals = branch(latents, t, text, image)).
+
+    One module so that training wraps both networks at once (DDP, accelerate).
+    """
+
+    def __init__(self, unet: UNet3DConditionModel, branch: FrameRetentionBranch):
+        super().__init__()
+        self.unet = unet
+        self.branch = branch
+
+    def forward(
+        self,
+        latents: torch.Tensor,
+        timestep: torch.Tensor | float | int,
+        text_embeds: torch.Tensor,
+        image_features: torch.Tensor | None = None,
+        image: torch.Tensor | None = None,
+        conditioning_scale: float = 1.0,
+    ) -> torch.Tensor:
+        """Pass either precomputed `image_features` (sampling) or the pixel `image` (training)."""
+        if image_features is None:
+            if image is None:
+                raise ValueError("pass image_features or image")
+            image_features = self.branch.encode_image(image)
+        down, mid = self.branch(latents, timestep, text_embeds, image_features, conditioning_scale)
+        return self.unet(
+            latents,
+            timestep,
+            encoder_hidden_states=text_embeds,
+            down_block_additional_residuals=down,
+            mid_block_additional_residual=mid,
+        ).sample

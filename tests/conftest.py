@@ -1,0 +1,45 @@
+"""Shared fixtures: tiny randomly initialised models (fixed seeds) and sample images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dreamvideo.testing import tiny_dreamvideo_pipeline, tiny_t2v_pipeline
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def t2v():
+    return tiny_t2v_pipeline("clip", seed=0)
+
+
+@pytest.fixture(scope="session")
+def pipe():
+    """Branch injections perturbed away from zero so the image visibly matters."""
+    return tiny_dreamvideo_pipeline("clip", seed=0, randomize_branch=True, default_num_frames=4)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """A saved tiny DreamVideo folder with the MiniLM tokenizer (the default model's text stack)."""
+    path = tmp_path_factory.mktemp("models") / "tiny-dreamvideo"
+    tiny_dreamvideo_pipeline("bert", seed=1, randomize_branch=True, default_num_frames=4).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def photo(tmp_path_factory) -> str:
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("images") / "photo.png"
+    y, x = np.mgrid[0:96, 0:80]
+    array = np.stack([x * 3, y * 2, (x + y) % 255], -1) + rng.integers(0, 30, (96, 80, 3))
+    Image.fromarray(np.clip(array, 0, 255).astype(np.uint8)).save(path)
+    return str(path)
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)

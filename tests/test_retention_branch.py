@@ -1,0 +1,110 @@
+"""The frame retention branch: built from the base UNet, zero-initialised injections."""
+
+import pytest
+import torch
+
+from dreamvideo.models import DreamVideoDenoiser, FrameRetentionBranch, is_temporal_parameter, mark_trainable
+from dreamvideo.testing import tiny_unet
+
+
+def _inputs(seed=0, batch=2, frames=3):
+    g = torch.Generator().manual_seed(seed)
+    latents = torch.randn(batch, 4, frames, 8, 8, generator=g)
+    context = torch.randn(batch, 7, 32, generator=g)
+    image = torch.rand(batch, 3, 64, 64, generator=g) * 2 - 1
+    return latents, context, image
+
+
+@pytest.mark.parametrize("timestep", [0, 437, 999])
+def test_fresh_branch_keeps_base_prediction_exactly(timestep):
+    unet = tiny_unet()
+    denoiser = DreamVideoDenoiser(unet, FrameRetentionBranch.from_unet(unet)).eval()
+    latents, context, image = _inputs()
+    with torch.no_grad():
+        base = unet(latents, timestep, encoder_hidden_states=context).sample
+        ours = denoiser(latents, timestep, context, image=image)
+    assert torch.equal(base, ours)
+
+
+def test_branch_copies_down_path_weights():
+    unet = tiny_unet()
+    branch = FrameRetentionBranch.from_unet(unet)
+    for name in ("time_embedding", "transformer_in", "down_blocks", "mid_block"):
+        ours, theirs = getattr(branch, name).state_dict(), getattr(unet, name).state_dict()
+        assert ours.keys() == theirs.keys()
+        assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    # Input conv: base weights on the latent channels, zeros on the image-feature channels.
+    assert torch.equal(branch.conv_in.weight[:, :4], unet.conv_in.weight)
+    assert branch.conv_in.weight[:, 4:].abs().sum() == 0
+    assert all(p.abs().sum() == 0 for conv in branch.residual_convs for p in conv.parameters())
+
+
+def test_one_residual_per_skip_connection_with_matching_shapes():
+    unet = tiny_unet()
+    branch = FrameRetentionBranch.from_unet(unet)
+    latents, context, image = _inputs(frames=2)
+    down, mid = branch(latents, 10, context, branch.encode_image(image))
+    # conv_in output + (layers + downsampler) per block, none after the last block's resnets.
+    assert len(down) == 1 + 2 + 1
+    assert [d.shape[1] for d in down] == [16, 16, 16, 32]
+    assert down[0].shape[0] == 2 * 2 and down[-1].shape[-1] == 4
+    assert mid.shape == (4, 32, 4, 4)
+
+
+def test_branch_learns_the_image_within_two_steps():
+    """Step 1 moves the zero output convs; step 2 the zeroed image channels of the input conv.
+    After that the reference image changes the prediction."""
+    unet = tiny_unet()
+    denoiser = DreamVideoDenoiser(unet, FrameRetentionBranch.from_unet(unet))
+    optimizer = torch.optim.SGD(mark_trainable(unet, denoiser.branch), lr=1.0)
+    latents, context, image = _inputs()
+    for step in range(2):
+        optimizer.zero_grad()
+        denoiser(latents, 500, context, image=image).pow(2).mean().backward()
+        if step == 0:
+            assert denoiser.branch.residual_convs[0].weight.grad.abs().sum() > 0
+        optimizer.step()
+    assert denoiser.branch.conv_in.weight[:, 4:].abs().sum() > 0
+    with torch.no_grad():
+        a = denoiser(latents, 500, context, image=image)
+        b = denoiser(latents, 500, context, image=-image)
+    assert not torch.allclose(a, b)
+
+
+def test_mark_trainable_selects_branch_and_temporal_layers():
+    unet = tiny_unet()
+    branch = FrameRetentionBranch.from_unet(unet)
+    params = mark_trainable(unet, branch)
+    trainable_unet = {n for n, p in unet.named_parameters() if p.requires_grad}
+    assert trainable_unet and all(is_temporal_parameter(n) for n in trainable_unet)
+    assert any("temp_convs" in n for n in trainable_unet) and any("temp_attentions" in n for n in trainable_unet)
+    assert any(n.startswith("transformer_in") for n in trainable_unet)
+    frozen = {n for n, p in unet.named_parameters() if not p.requires_grad}
+    assert any(".attentions." in n for n in frozen) and any("resnets" in n for n in frozen)
+    assert "conv_in.weight" in frozen and "conv_out.weight" in frozen
+    assert all(p.requires_grad for p in branch.parameters())
+    assert len(params) == len(list(branch.parameters())) + len(trainable_unet)
+
+    mark_trainable(unet, branch, train_all=True)
+    assert all(p.requires_grad for p in unet.parameters())
+
+
+def test_branch_save_load_round_trip_is_bit_identical(tmp_path):
+    unet = tiny_unet()
+    branch = FrameRetentionBranch.from_unet(unet)
+    with torch.no_grad():
+        for p in branch.parameters():
+            p.add_(torch.randn_like(p))
+    branch.save_pretrained(tmp_path)
+    assert (tmp_path / "diffusion_pytorch_model.safetensors").is_file()
+    loaded = FrameRetentionBranch.from_pretrained(tmp_path, use_safetensors=True)
+    a, b = branch.state_dict(), loaded.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_image_features_must_match_latents():
+    unet = tiny_unet()
+    branch = FrameRetentionBranch.from_unet(unet)
+    latents, context, _ = _inputs()
+    with pytest.raises(ValueError, match="do not match"):
+        branch(latents, 1, context, torch.zeros(2, 4, 16, 16))
