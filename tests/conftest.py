@@ -27,7 +27,9 @@ def pipe():
 def model_dir(tmp_path_factory):
     """A saved tiny DreamVideo folder with the MiniLM tokenizer (the default model's text stack)."""
     path = tmp_path_factory.mktemp("models") / "tiny-dreamvideo"
-    tiny_dreamvideo_pipeline("bert", seed=1, randomize_branch=True, default_num_frames=4).save_pretrained(path)
+    tiny_dreamvideo_pipeline("bert", seed=1, randomize_branch=True, default_num_frames=4).save_pretrained(
+        path
+    )
     return path
 
 

@@ -50,8 +50,16 @@ def _reference_sample(pipe, image, prompt, mode, s_img, s_txt, steps, latents):
             text = encode_prompts(pipe.tokenizer, pipe.text_encoder, [prompt])
             null = encode_prompts(pipe.tokenizer, pipe.text_encoder, [""])
             eps = reference_guided_noise(
-                pipe.denoiser, scheduler.scale_model_input(x, t), t, text, null,
-                image, torch.zeros_like(image), mode, s_img, s_txt,
+                pipe.denoiser,
+                scheduler.scale_model_input(x, t),
+                t,
+                text,
+                null,
+                image,
+                torch.zeros_like(image),
+                mode,
+                s_img,
+                s_txt,
             )
             x = scheduler.step(eps, t, x).prev_sample
     return x
@@ -62,17 +70,27 @@ def test_batched_sampler_equals_three_forward_reference(pipe, photo, mode):
     latents = torch.randn(1, 4, 3, 8, 8, generator=gen(3))
     image = pipe.prepare_image(photo, 64, 64)
     kwargs = dict(num_frames=3, num_inference_steps=4, image_guidance_scale=2.0, text_guidance_scale=5.0)
-    batched = pipe(photo, "a ball moves left", guidance_mode=mode, latents=latents, output_type="latent", **kwargs)
+    batched = pipe(
+        photo, "a ball moves left", guidance_mode=mode, latents=latents, output_type="latent", **kwargs
+    )
     reference = _reference_sample(pipe, image, "a ball moves left", mode, 2.0, 5.0, 4, latents)
     torch.testing.assert_close(batched.frames, reference, rtol=1e-4, atol=1e-5)
 
 
 def test_modes_differ_and_image_matters(pipe, photo):
     latents = torch.randn(1, 4, 3, 8, 8, generator=gen(4))
-    run = lambda mode, image=photo: pipe(  # noqa: E731
-        image, "a ball moves left", guidance_mode=mode, latents=latents, num_frames=3,
-        num_inference_steps=3, output_type="latent",
-    ).frames
+
+    def run(mode, image=photo):
+        return pipe(
+            image,
+            "a ball moves left",
+            guidance_mode=mode,
+            latents=latents,
+            num_frames=3,
+            num_inference_steps=3,
+            output_type="latent",
+        ).frames
+
     full, image_only, text_only = run("image+text"), run("image"), run("text")
     assert not torch.allclose(full, image_only) and not torch.allclose(full, text_only)
     # text-only mode never looks at the image

@@ -77,7 +77,9 @@ def test_mark_trainable_selects_branch_and_temporal_layers():
     params = mark_trainable(unet, branch)
     trainable_unet = {n for n, p in unet.named_parameters() if p.requires_grad}
     assert trainable_unet and all(is_temporal_parameter(n) for n in trainable_unet)
-    assert any("temp_convs" in n for n in trainable_unet) and any("temp_attentions" in n for n in trainable_unet)
+    assert any("temp_convs" in n for n in trainable_unet) and any(
+        "temp_attentions" in n for n in trainable_unet
+    )
     assert any(n.startswith("transformer_in") for n in trainable_unet)
     frozen = {n for n, p in unet.named_parameters() if not p.requires_grad}
     assert any(".attentions." in n for n in frozen) and any("resnets" in n for n in frozen)

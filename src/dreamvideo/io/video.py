@@ -24,15 +24,15 @@ def output_kind(path: str | Path) -> str:
     """'mp4', 'gif' or 'frames' (a folder of PNGs: a path without extension or ending in '/')."""
     text = str(path)
     path = Path(path)
+    kind = VIDEO_SUFFIXES.get(path.suffix.lower())
+    if kind is not None and not text.endswith(("/", os.sep)):
+        return kind
     if text.endswith(("/", os.sep)) or path.is_dir() or path.suffix == "":
         return "frames"
-    kind = VIDEO_SUFFIXES.get(path.suffix.lower())
-    if kind is None:
-        raise UserError(
-            f"unknown output extension {path.suffix!r}: use .mp4, .gif, or a folder path without "
-            "extension for PNG frames"
-        )
-    return kind
+    raise UserError(
+        f"unknown output extension {path.suffix!r}: use .mp4, .gif, or a folder path without "
+        "extension for PNG frames"
+    )
 
 
 def check_output_path(path: str | Path) -> str:

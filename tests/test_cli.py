@@ -1,0 +1,239 @@
+"""The `dreamvideo` CLI end to end: files written, exit codes, one-line errors, no leftovers."""
+
+import json
+import os
+import subprocess
+import sys
+
+import av
+import pytest
+from PIL import Image
+
+from dreamvideo.cli import main
+
+GEN = ["--steps", "2", "--frames", "4", "--seed", "3"]
+
+
+def run(capsys, *args):
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_generate_writes_mp4_pyav_decodes(tmp_path, capsys, photo, model_dir):
+    out = tmp_path / "out.mp4"
+    code, stdout, err = run(
+        capsys,
+        "generate",
+        photo,
+        "--prompt",
+        "a ball moves left",
+        "--output",
+        out,
+        "--model",
+        model_dir,
+        *GEN,
+    )
+    assert code == 0, err
+    assert "wrote" in stdout and "seed 3" in stdout
+    with av.open(str(out)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == 4 and frames[0].shape == (64, 64, 3)
+
+
+def test_generate_options_gif_frames_segments_schedulers(tmp_path, capsys, photo, model_dir):
+    for scheduler, out, extra in [
+        ("dpm++", tmp_path / "a.gif", ["--segments", "2", "--fps", "4"]),
+        ("euler", tmp_path / "frames", ["--mode", "image", "--height", "48", "--width", "80"]),
+        (
+            "ddim",
+            tmp_path / "t.mp4",
+            [
+                "--mode",
+                "text",
+                "--image-scale",
+                "0",
+                "--text-scale",
+                "3",
+                "--negative-prompt",
+                "blurry",
+                "--resize",
+                "pad",
+            ],
+        ),
+    ]:
+        code, _, err = run(
+            capsys,
+            "generate",
+            photo,
+            "-p",
+            "a ball moves left",
+            "-o",
+            out,
+            "--model",
+            model_dir,
+            "--scheduler",
+            scheduler,
+            *GEN,
+            *extra,
+        )
+        assert code == 0, err
+    with Image.open(tmp_path / "a.gif") as gif:
+        assert gif.n_frames == 4 + 3
+    assert len(os.listdir(tmp_path / "frames")) == 4
+    assert Image.open(tmp_path / "frames" / "frame_0000.png").size == (80, 48)
+
+
+def test_same_seed_same_video(tmp_path, capsys, photo, model_dir):
+    for name in ("a", "b"):
+        assert (
+            run(capsys, "generate", photo, "-p", "x", "-o", tmp_path / name, "--model", model_dir, *GEN)[0]
+            == 0
+        )
+    a, b = sorted((tmp_path / "a").iterdir()), sorted((tmp_path / "b").iterdir())
+    assert [f.read_bytes() for f in a] == [f.read_bytes() for f in b]
+
+
+def test_info(capsys, model_dir):
+    code, stdout, _ = run(capsys, "info", "--model", model_dir)
+    assert code == 0
+    assert "FrameRetentionBranch" in stdout and "UNet3DConditionModel" in stdout
+    assert "resolution: 64x64" in stdout and "frames: 4" in stdout and "parameters" in stdout
+
+
+def _bad_inputs(tmp_path, photo, model_dir):
+    """(arguments, expected message) for user mistakes."""
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("hello")
+    Image.new("RGB", (1, 1)).save(tmp_path / "dot.png")
+    with open(photo, "rb") as f:
+        data = f.read()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    (tmp_path / "nomodel").mkdir()
+    (tmp_path / "badjson").mkdir()
+    (tmp_path / "badjson" / "model_index.json").write_text("{nope")
+    out = ["-o", tmp_path / "out.mp4", "--model", model_dir]
+    return [
+        (["generate", tmp_path / "missing.png", "-p", "x", *out], "image not found"),
+        (["generate", tmp_path, "-p", "x", *out], "directory"),
+        (["generate", tmp_path / "empty.png", "-p", "x", *out], "empty"),
+        (["generate", tmp_path / "text.png", "-p", "x", *out], "not an image"),
+        (["generate", tmp_path / "cut.png", "-p", "x", *out], "truncated"),
+        (["generate", tmp_path / "dot.png", "-p", "x", *out], "1x1"),
+        (["generate", photo, "-p", "x", *out, "--steps", "0"], "steps"),
+        (["generate", photo, "-p", "x", *out, "--steps", "-2"], "steps"),
+        (["generate", photo, "-p", "x", *out, "--frames", "0"], "frames"),
+        (["generate", photo, "-p", "x", *out, "--height", "50"], "multiple of 16"),
+        (["generate", photo, "-p", "x", *out, "--width", "-64"], "width"),
+        (["generate", photo, "-p", "x", *out, "--image-scale", "nan"], "image guidance"),
+        (["generate", photo, "-p", "x", *out, "--text-scale", "inf"], "text guidance"),
+        (["generate", photo, "-p", "x", *out, "--image-scale", "-1"], "image guidance"),
+        (["generate", photo, "-p", "x", *out, "--fps", "0"], "fps"),
+        (["generate", photo, "-p", "x", *out, "--segments", "0"], "segments"),
+        (["generate", photo, "-p", "", *out, "--mode", "text"], "text-only"),
+        (
+            ["generate", photo, "-p", "x", "-o", tmp_path / "no" / "dir" / "o.mp4", "--model", model_dir],
+            "does not exist",
+        ),
+        (["generate", photo, "-p", "x", "-o", tmp_path / "o.avi", "--model", model_dir], "unknown output"),
+        (
+            ["generate", photo, "-p", "x", "-o", tmp_path / "o.mp4", "--model", tmp_path / "absent"],
+            "not found",
+        ),
+        (
+            ["generate", photo, "-p", "x", "-o", tmp_path / "o.mp4", "--model", tmp_path / "nomodel"],
+            "no model_index.json",
+        ),
+        (
+            ["generate", photo, "-p", "x", "-o", tmp_path / "o.mp4", "--model", tmp_path / "badjson"],
+            "corrupt",
+        ),
+        (["info", "--model", tmp_path / "absent"], "not found"),
+    ]
+
+
+def test_every_bad_input_is_one_line_exit_2_no_output(tmp_path, capsys, photo, model_dir):
+    for args, message in _bad_inputs(tmp_path, photo, model_dir):
+        before = set(os.listdir(tmp_path))
+        code, _, err = run(capsys, *args)
+        assert code == 2, (args, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], (args, err)
+        assert "Traceback" not in err
+        assert set(os.listdir(tmp_path)) == before, args  # nothing written
+
+
+def test_usage_errors_exit_2(capsys, photo):
+    assert run(capsys, "generate", photo)[0] == 2  # missing --output
+    assert run(capsys, "generate", photo, "-o", "x.mp4", "--mode", "video")[0] == 2
+    assert run(capsys, "generate", photo, "-o", "x.mp4", "--steps", "many")[0] == 2
+    assert run(capsys, "nonsense")[0] == 2
+
+
+def test_model_folder_of_wrong_kind_and_corrupt_weights(tmp_path, capsys, photo, model_dir, t2v):
+    t2v.save_pretrained(tmp_path / "t2v")
+    code, _, err = run(
+        capsys, "generate", photo, "-p", "x", "-o", tmp_path / "o.mp4", "--model", tmp_path / "t2v"
+    )
+    assert code == 2 and "text-to-video model" in err
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    code, _, err = run(capsys, "info", "--model", other)
+    assert code == 2 and "StableDiffusionPipeline" in err
+
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    weights = broken / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    code, _, err = run(capsys, "generate", photo, "-p", "x", "-o", tmp_path / "o.mp4", "--model", broken)
+    assert code == 2 and "cannot load" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_pickle_weights_are_refused(tmp_path, capsys, photo, model_dir):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(model_dir, pickled)
+    weights = pickled / "unet" / "diffusion_pytorch_model.safetensors"
+    torch.save(load_file(weights), pickled / "unet" / "diffusion_pytorch_model.bin")
+    weights.unlink()
+    code, _, err = run(capsys, "info", "--model", pickled)
+    assert code == 2 and "cannot load" in err
+
+
+def test_missing_default_model_says_so(tmp_path, capsys, photo, monkeypatch):
+    monkeypatch.setenv("DREAMVIDEO_MODEL", str(tmp_path / "nowhere"))
+    code, _, err = run(capsys, "generate", photo, "-p", "x", "-o", tmp_path / "o.mp4")
+    assert code == 2 and "default model is not installed" in err
+
+
+def test_debug_shows_traceback_and_console_script(tmp_path, photo):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dreamvideo.cli",
+            "generate",
+            str(tmp_path / "missing.png"),
+            "-o",
+            str(tmp_path / "o.mp4"),
+            "--debug",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0 and "Traceback" in result.stderr and "UserError" in result.stderr
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["generate", "--help"], ["--version"]])
+def test_help_and_version(capsys, argv):
+    code, stdout, _ = run(capsys, *argv)
+    assert code == 0 and stdout
