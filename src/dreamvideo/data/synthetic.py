@@ -1,0 +1,498 @@
+"""Procedural, text-controlled motion clips: the training data of the embedded default model.
+
+Every clip is a pure function of (seed, split, index): a background (flat, gradient, texture
+or a real-photo crop), an object (a coloured shape, a textured sprite or a real-photo patch)
+and one of 13 actions (object moves / rotates / grows / shrinks, camera pans / zooms, or
+nothing moves), described by one of several phrasings. The held-out split uses other seeds,
+held-out photographs and, for every action, a phrasing never used in training.
+
+Frames are rendered by composing affine maps (camera ∘ object) with Pillow, so motion is
+sub-pixel smooth. Each clip records its ground-truth motion for evaluation.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+# action -> (kind, phrasings). The last phrasing of each action is held out of training.
+ACTIONS: dict[str, tuple[str, list[str]]] = {
+    "move_left": (
+        "object",
+        [
+            "the {obj} moves to the left",
+            "a {obj} slides left",
+            "{obj} moving left",
+            "the {obj} travels leftward",
+            "move the {obj} to the left",
+            "the {obj} drifts toward the left side",
+        ],
+    ),
+    "move_right": (
+        "object",
+        [
+            "the {obj} moves to the right",
+            "a {obj} slides right",
+            "{obj} moving right",
+            "the {obj} travels rightward",
+            "move the {obj} to the right",
+            "the {obj} drifts toward the right side",
+        ],
+    ),
+    "move_up": (
+        "object",
+        [
+            "the {obj} moves up",
+            "a {obj} rises",
+            "{obj} moving upward",
+            "the {obj} travels to the top",
+            "move the {obj} up",
+            "the {obj} floats upward",
+        ],
+    ),
+    "move_down": (
+        "object",
+        [
+            "the {obj} moves down",
+            "a {obj} falls",
+            "{obj} moving downward",
+            "the {obj} travels to the bottom",
+            "move the {obj} down",
+            "the {obj} sinks downward",
+        ],
+    ),
+    "rotate_cw": (
+        "object",
+        [
+            "the {obj} rotates clockwise",
+            "a {obj} spins clockwise",
+            "{obj} turning clockwise",
+            "rotate the {obj} clockwise",
+            "the {obj} twists to the right",
+            "the {obj} revolves clockwise",
+        ],
+    ),
+    "rotate_ccw": (
+        "object",
+        [
+            "the {obj} rotates counterclockwise",
+            "a {obj} spins counterclockwise",
+            "{obj} turning anticlockwise",
+            "rotate the {obj} counterclockwise",
+            "the {obj} twists to the left",
+            "the {obj} revolves anticlockwise",
+        ],
+    ),
+    "grow": (
+        "object",
+        [
+            "the {obj} grows",
+            "a {obj} gets bigger",
+            "{obj} expanding",
+            "the {obj} becomes larger",
+            "make the {obj} grow",
+            "the {obj} swells in size",
+        ],
+    ),
+    "shrink": (
+        "object",
+        [
+            "the {obj} shrinks",
+            "a {obj} gets smaller",
+            "{obj} contracting",
+            "the {obj} becomes smaller",
+            "make the {obj} shrink",
+            "the {obj} dwindles in size",
+        ],
+    ),
+    "pan_left": (
+        "camera",
+        [
+            "the camera pans left",
+            "camera panning to the left",
+            "pan left across the scene",
+            "the view moves left",
+            "a slow pan to the left",
+            "the camera sweeps leftward",
+        ],
+    ),
+    "pan_right": (
+        "camera",
+        [
+            "the camera pans right",
+            "camera panning to the right",
+            "pan right across the scene",
+            "the view moves right",
+            "a slow pan to the right",
+            "the camera sweeps rightward",
+        ],
+    ),
+    "zoom_in": (
+        "camera",
+        [
+            "the camera zooms in",
+            "zoom in on the {obj}",
+            "camera zooming in",
+            "the view closes in",
+            "a slow zoom in",
+            "the camera pushes in closer",
+        ],
+    ),
+    "zoom_out": (
+        "camera",
+        [
+            "the camera zooms out",
+            "zoom out from the {obj}",
+            "camera zooming out",
+            "the view pulls back",
+            "a slow zoom out",
+            "the camera pulls away",
+        ],
+    ),
+    "still": (
+        "none",
+        [
+            "the {obj} stays still",
+            "a still {obj}",
+            "nothing moves",
+            "a static shot of the {obj}",
+            "the {obj} does not move",
+            "the {obj} remains motionless",
+        ],
+    ),
+}
+ACTION_NAMES = list(ACTIONS)
+OPPOSITES = [
+    ("move_left", "move_right"),
+    ("move_up", "move_down"),
+    ("rotate_cw", "rotate_ccw"),
+    ("grow", "shrink"),
+    ("pan_left", "pan_right"),
+    ("zoom_in", "zoom_out"),
+]
+
+COLORS = {
+    "red": (220, 40, 40),
+    "green": (40, 170, 60),
+    "blue": (40, 80, 220),
+    "yellow": (235, 210, 40),
+    "orange": (245, 140, 30),
+    "purple": (140, 60, 190),
+    "pink": (240, 120, 180),
+    "white": (245, 245, 245),
+    "black": (25, 25, 25),
+    "cyan": (40, 200, 210),
+    "brown": (130, 80, 40),
+    "gray": (128, 128, 128),
+}
+SHAPES = ["circle", "square", "triangle", "star", "diamond", "cross", "hexagon"]
+# skimage.data photographs: crops of the first group are training data; the second group
+# (and the repo's examples/, cut from them) is never seen in training. skimage.data.cat is chelsea.
+TRAIN_PHOTOS = [
+    "astronaut",
+    "immunohistochemistry",
+    "hubble_deep_field",
+    "colorwheel",
+    "retina",
+    "camera",
+    "coins",
+]
+HELDOUT_PHOTOS = ["coffee", "rocket", "chelsea"]
+TEXTURE_PHOTOS = ["brick", "grass", "gravel"]
+SPLIT_SEED_OFFSET = {"train": 0, "heldout": 1_000_003}
+
+
+@dataclass
+class ClipSpec:
+    action: str
+    caption: str
+    object_name: str
+    num_frames: int
+    size: int
+    # Ground truth, in output pixels per frame (camera motion as the content's motion).
+    dx: float = 0.0
+    dy: float = 0.0
+    rotation_deg: float = 0.0  # per frame, positive = clockwise on screen
+    scale_rate: float = 1.0  # per-frame multiplicative size change of the content
+    meta: dict = field(default_factory=dict)
+
+
+@functools.cache
+def _photo(name: str) -> np.ndarray:
+    import skimage.data
+
+    image = getattr(skimage.data, name)()
+    if image.ndim == 2:
+        image = np.stack([image] * 3, -1)
+    return np.ascontiguousarray(image[..., :3]).astype(np.uint8)
+
+
+def _random_crop(rng: np.random.Generator, photo: np.ndarray, size: int) -> Image.Image:
+    h, w = photo.shape[:2]
+    side = int(rng.integers(min(h, w) // 4, min(h, w) + 1))
+    y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+    return Image.fromarray(photo[y : y + side, x : x + side]).resize((size, size), Image.Resampling.BICUBIC)
+
+
+def _background(rng: np.random.Generator, size: int, photos: list[str]) -> Image.Image:
+    kind = rng.choice(["flat", "gradient", "texture", "photo"], p=[0.25, 0.25, 0.2, 0.3])
+    if kind == "flat":
+        return Image.new("RGB", (size, size), tuple(int(c) for c in rng.integers(0, 256, 3)))
+    if kind == "gradient":
+        a, b = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+        angle = rng.uniform(0, 2 * math.pi)
+        yy, xx = np.mgrid[0:size, 0:size] / size
+        t = np.clip((np.cos(angle) * xx + np.sin(angle) * yy + 1) / 2, 0, 1)[..., None]
+        return Image.fromarray((a * (1 - t) + b * t).astype(np.uint8))
+    if kind == "texture":
+        if rng.random() < 0.5:
+            tile = _random_crop(rng, _photo(str(rng.choice(TEXTURE_PHOTOS))), size)
+            tint = rng.uniform(0.5, 1.2, 3)
+            return Image.fromarray(np.clip(np.asarray(tile) * tint, 0, 255).astype(np.uint8))
+        period = int(rng.integers(6, 20))
+        yy, xx = np.mgrid[0:size, 0:size]
+        pattern = ((xx // period + yy // period) % 2) if rng.random() < 0.5 else ((xx + yy) // period % 2)
+        a, b = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+        return Image.fromarray(np.where(pattern[..., None] == 1, a, b).astype(np.uint8))
+    return _random_crop(rng, _photo(str(rng.choice(photos))), size)
+
+
+def _shape_mask(shape: str, res: int) -> Image.Image:
+    mask = Image.new("L", (res, res), 0)
+    draw = ImageDraw.Draw(mask)
+    c, r = res / 2, res * 0.46
+    if shape == "circle":
+        draw.ellipse([c - r, c - r, c + r, c + r], fill=255)
+    elif shape == "square":
+        draw.rectangle([c - r * 0.85, c - r * 0.85, c + r * 0.85, c + r * 0.85], fill=255)
+    elif shape == "cross":
+        w = r * 0.35
+        draw.rectangle([c - r, c - w, c + r, c + w], fill=255)
+        draw.rectangle([c - w, c - r, c + w, c + r], fill=255)
+    else:
+        n, inner = {"triangle": (3, None), "star": (5, 0.45), "diamond": (4, None), "hexagon": (6, None)}[
+            shape
+        ]
+        count = 2 * n if inner else n
+        points = []
+        for i in range(count):
+            radius = r * (inner if inner and i % 2 else 1)
+            a = -math.pi / 2 + 2 * math.pi * i / count
+            points.append((c + radius * math.cos(a), c + radius * math.sin(a)))
+        draw.polygon(points, fill=255)
+    return mask
+
+
+def _sprite(
+    rng: np.random.Generator, res: int, photos: list[str], rotating: bool = False
+) -> tuple[Image.Image, str]:
+    """An RGBA sprite (res x res) and its name for captions. A rotating circle (or hexagon) would
+    look still, so rotations use other shapes."""
+    kind = rng.choice(["shape", "textured", "photo"], p=[0.6, 0.2, 0.2])
+    shape = str(rng.choice([s for s in SHAPES if not (rotating and s in ("circle", "hexagon"))]))
+    color_name = str(rng.choice(list(COLORS)))
+    mask = _shape_mask(shape, res)
+    if kind == "shape":
+        fill = Image.new("RGB", (res, res), COLORS[color_name])
+        name = f"{color_name} {shape}"
+    elif kind == "textured":
+        base = np.asarray(Image.new("RGB", (res, res), COLORS[color_name]), dtype=np.float32)
+        period = int(rng.integers(res // 8, res // 3))
+        yy, xx = np.mgrid[0:res, 0:res]
+        stripes = ((xx + (yy if rng.random() < 0.5 else 0)) // period % 2)[..., None]
+        fill = Image.fromarray(np.clip(base * (0.55 + 0.45 * stripes), 0, 255).astype(np.uint8))
+        name = f"striped {color_name} {shape}"
+    else:
+        fill = _random_crop(rng, _photo(str(rng.choice(photos))), res)
+        mask = _shape_mask(
+            str(rng.choice(["square", "diamond"] + ([] if rotating else ["circle", "hexagon"]))), res
+        )
+        name = "picture"
+    # A thin dark outline keeps the object visible on any background.
+    outline = mask.filter(ImageFilter.MaxFilter(max(3, res // 32 * 2 + 1)))
+    sprite = Image.new("RGBA", (res, res), (15, 15, 15, 0))
+    sprite.putalpha(outline)
+    sprite.paste(fill, (0, 0), mask)
+    return sprite, name
+
+
+def _affine(scale: float, angle_deg: float, tx: float, ty: float) -> np.ndarray:
+    """Map from source coords to destination coords: rotate (clockwise on screen), scale, translate."""
+    a = math.radians(angle_deg)
+    cos, sin = math.cos(a) * scale, math.sin(a) * scale
+    return np.array([[cos, -sin, tx], [sin, cos, ty], [0, 0, 1]])
+
+
+def _warp(image: Image.Image, forward: np.ndarray, size: int) -> Image.Image:
+    inverse = np.linalg.inv(forward)
+    return image.transform(
+        (size, size), Image.Transform.AFFINE, tuple(inverse[:2].ravel()), resample=Image.Resampling.BICUBIC
+    )
+
+
+def make_clip(
+    seed: int,
+    index: int,
+    split: str = "train",
+    size: int = 64,
+    num_frames: int = 16,
+    action: str | None = None,
+    heldout_phrasing: bool | None = None,
+) -> tuple[np.ndarray, ClipSpec]:
+    """Render clip `index` of a split: ((F, size, size, 3) uint8 frames, its spec)."""
+    if split not in SPLIT_SEED_OFFSET:
+        raise ValueError(f"unknown split {split!r}: use 'train' or 'heldout'")
+    rng = np.random.default_rng([seed + SPLIT_SEED_OFFSET[split], index])
+    photos = TRAIN_PHOTOS if split == "train" else HELDOUT_PHOTOS
+    action = action or str(rng.choice(ACTION_NAMES))
+    _kind, phrasings = ACTIONS[action]
+    if heldout_phrasing is None:
+        heldout_phrasing = split == "heldout"
+    pool = phrasings[-1:] if heldout_phrasing else phrasings[:-1]
+
+    canvas_size = int(size * 2)  # room for pans and zoom-outs
+    background = _background(rng, canvas_size, photos)
+    sprite, object_name = _sprite(rng, 128, photos, rotating=action in ("rotate_cw", "rotate_ccw"))
+    caption = str(rng.choice(pool)).format(obj=object_name)
+
+    last = num_frames - 1
+    speed = rng.uniform(1.5, 3.0) * size / 64  # output pixels per frame
+    base_size = rng.uniform(0.28, 0.42) * size  # object side in output pixels
+    rotation0 = rng.uniform(-20, 20) if action not in ("rotate_cw", "rotate_ccw") else rng.uniform(0, 360)
+    spec = ClipSpec(action, caption, object_name, num_frames, size)
+
+    # Object and camera trajectories (object in output-frame coordinates at zoom 1).
+    obj_x = np.full(num_frames, size / 2.0)
+    obj_y = np.full(num_frames, size / 2.0)
+    obj_scale = np.ones(num_frames)
+    obj_rot = np.full(num_frames, rotation0)
+    cam_dx = np.zeros(num_frames)
+    cam_zoom = np.ones(num_frames)
+    t = np.arange(num_frames)
+    travel = speed * last
+    margin = base_size / 2 + 2
+    if action in ("move_left", "move_right", "move_up", "move_down"):
+        speed = min(speed, (size - 2 * margin) / last)  # stay inside the frame
+        travel = speed * last
+    if action in ("move_left", "move_right", "move_up", "move_down"):
+        sign = -1 if action in ("move_left", "move_up") else 1
+        free = max(size - 2 * margin - travel, 0)
+        start = margin + rng.uniform(0, free) + (travel if sign < 0 else 0)
+        start = float(np.clip(start, margin, size - margin))
+        track = start + sign * speed * t
+        other = rng.uniform(margin, size - margin)
+        if action in ("move_left", "move_right"):
+            obj_x, obj_y = track, np.full(num_frames, other)
+            spec.dx = sign * speed
+        else:
+            obj_x, obj_y = np.full(num_frames, other), track
+            spec.dy = sign * speed
+    else:
+        obj_x += rng.uniform(-0.15, 0.15) * size
+        obj_y += rng.uniform(-0.15, 0.15) * size
+    if action in ("rotate_cw", "rotate_ccw"):
+        rate = rng.uniform(6, 14) * (1 if action == "rotate_cw" else -1)
+        obj_rot = rotation0 + rate * t
+        spec.rotation_deg = rate
+    if action in ("grow", "shrink"):
+        total = rng.uniform(1.6, 2.2)
+        rate = total ** (1 / last) if action == "grow" else total ** (-1 / last)
+        obj_scale = rate**t
+        spec.scale_rate = rate
+        base_size = base_size * (0.8 if action == "grow" else 1.3)
+    if action in ("pan_left", "pan_right"):
+        # Camera pans left -> the content moves right in the frame.
+        direction = 1 if action == "pan_left" else -1
+        cam_dx = -direction * speed * t
+        spec.dx = direction * speed
+    if action in ("zoom_in", "zoom_out"):
+        total = rng.uniform(1.5, 1.9)
+        rate = total ** (1 / last) if action == "zoom_in" else total ** (-1 / last)
+        start_zoom = 1.0 if action == "zoom_in" else total**0.5
+        cam_zoom = start_zoom * rate**t
+        spec.scale_rate = rate
+    spec.meta = {"speed": float(speed), "object_size": float(base_size)}
+
+    centre = size / 2
+    frames = np.empty((num_frames, size, size, 3), dtype=np.uint8)
+    for i in range(num_frames):
+        # Camera: output = zoom * (world - centre - pan) + centre; the world canvas is
+        # centred on the output frame.
+        camera = _affine(cam_zoom[i], 0, centre, centre) @ _affine(1, 0, -centre - cam_dx[i], -centre)
+        world_from_canvas = _affine(1, 0, -(canvas_size - size) / 2, -(canvas_size - size) / 2)
+        frame = _warp(background, camera @ world_from_canvas, size).convert("RGBA")
+        scale = base_size * obj_scale[i] / sprite.width
+        obj = _affine(scale, obj_rot[i], obj_x[i], obj_y[i]) @ _affine(
+            1, 0, -sprite.width / 2, -sprite.height / 2
+        )
+        frame.alpha_composite(_warp(sprite, camera @ obj, size))
+        frames[i] = np.asarray(frame.convert("RGB"))
+    return frames, spec
+
+
+def spec_dict(spec: ClipSpec) -> dict:
+    return asdict(spec)
+
+
+def iterate_clips(
+    seed: int, split: str = "train", size: int = 64, num_frames: int = 16, start: int = 0, stride: int = 1
+) -> Iterator[tuple[np.ndarray, ClipSpec]]:
+    """Endless clips `start, start + stride, ...` (stride = world size for sharding across ranks)."""
+    index = start
+    while True:
+        yield make_clip(seed, index, split, size, num_frames)
+        index += stride
+
+
+def write_dataset(
+    out_dir, num: int, seed: int, split: str = "train", size: int = 64, num_frames: int = 16, fps: int = 8
+) -> Path:
+    """Write `num` clips as mp4 files plus `captions.csv` (path,caption: the layout real video data
+    uses) and `motion.jsonl` (each clip's ground-truth motion). Built in a temporary folder and
+    renamed into place, so an interrupted run leaves nothing."""
+    import csv
+    import json
+    import shutil
+    import tempfile
+
+    from ..errors import UserError
+    from ..io.video import write_video
+
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"output folder exists and is not empty: {out}")
+    if not out.resolve().parent.is_dir():
+        raise UserError(f"parent folder does not exist: {out.resolve().parent}")
+    if num < 1:
+        raise UserError(f"--num must be positive, got {num}")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.resolve().parent))
+    try:
+        (tmp / "clips").mkdir()
+        with (
+            open(tmp / "captions.csv", "w", newline="") as captions,
+            open(tmp / "motion.jsonl", "w") as motion,
+        ):
+            writer = csv.writer(captions)
+            writer.writerow(["path", "caption"])
+            for i in range(num):
+                frames, spec = make_clip(seed, i, split, size, num_frames)
+                name = f"clips/{i:06d}.mp4"
+                write_video(frames, tmp / name, fps=fps)
+                writer.writerow([name, spec.caption])
+                motion.write(
+                    json.dumps({"path": name, "split": split, "seed": seed, "index": i, **spec_dict(spec)})
+                    + "\n"
+                )
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

@@ -1,0 +1,104 @@
+"""Training configuration: a TOML file per stage (see configs/), read into dataclasses.
+
+Unknown keys are errors, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+
+STAGES = ("vae", "t2v", "i2v")
+
+
+@dataclass
+class DataConfig:
+    kind: str = "synthetic"  # "synthetic" | "videos" (a CSV/JSONL of path,caption) | "ucf101"
+    size: int = 64
+    num_frames: int = 8
+    seed: int = 0
+    num_clips: int = 0  # > 0: a finite dataset of that many clips, cycled (0: endless)
+    root: str | None = None  # real videos: folder
+    captions: str | None = None  # real videos: CSV/JSONL file
+    frame_stride: int = 1
+    # Diffusion stages: train on VAE latents of `cache_clips` clips encoded once into this file.
+    latent_cache: str | None = None
+    cache_clips: int = 0
+
+
+@dataclass
+class OptimConfig:
+    steps: int = 1000
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    lr_schedule: str = "cosine"  # any diffusers.optimization scheduler name
+    warmup_steps: int = 100
+    max_grad_norm: float = 1.0
+    ema_decay: float = 0.999
+    mixed_precision: str = "no"  # "no" | "fp16" | "bf16"
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class TrainConfig:
+    stage: str
+    output_dir: str
+    seed: int = 0
+    threads: int = 0  # torch threads per process (0: leave torch's default)
+    checkpoint_every: int = 250
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    model: dict[str, Any] = field(default_factory=dict)  # stage-specific architecture
+    # Stage inputs: vae folder (t2v), t2v pipeline folder (i2v).
+    init: dict[str, str] = field(default_factory=dict)
+    # Stage-specific knobs (losses, condition dropout, pipeline defaults).
+    stage_options: dict[str, Any] = field(default_factory=dict)
+    config_path: str | None = None
+
+    def resolve(self, path: str) -> Path:
+        """Paths in a config are relative to the working directory (the repo root)."""
+        return Path(path)
+
+
+def _build(cls, values: dict, where: str):
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise UserError(f"unknown key(s) in {where}: {', '.join(sorted(unknown))}")
+    return cls(**values)
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"training config not found: {path}")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot parse {path}: {e}") from e
+    for key, value in (overrides or {}).items():
+        section, _, name = key.rpartition(".")
+        target = raw.setdefault(section, {}) if section else raw
+        target[name] = value
+    try:
+        data = _build(DataConfig, raw.pop("data", {}), f"{path} [data]")
+        optim = _build(OptimConfig, raw.pop("optim", {}), f"{path} [optim]")
+        config = _build(
+            TrainConfig, {**raw, "data": data, "optim": optim, "config_path": str(path)}, str(path)
+        )
+    except TypeError as e:
+        raise UserError(f"{path}: {e}") from e
+    if config.stage not in STAGES:
+        raise UserError(f"{path}: stage must be one of {', '.join(STAGES)}, got {config.stage!r}")
+    if config.optim.steps < 1 or config.optim.batch_size < 1 or config.optim.grad_accum < 1:
+        raise UserError(f"{path}: steps, batch_size and grad_accum must be positive")
+    return config

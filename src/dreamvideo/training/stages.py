@@ -1,0 +1,322 @@
+"""The three training stages of DreamVideo (DESIGN §2 recipe), one class each.
+
+- `vae`: a small `AutoencoderKL` on video frames (L1 + SSIM + KL).
+- `t2v`: the text-to-video base (`UNet3DConditionModel`) on VAE latents, text dropout for CFG.
+- `i2v`: DreamVideo built from the t2v model; the retention branch and the main UNet's
+  temporal layers train, with independent image / text / both dropout for double-condition CFG.
+
+A stage owns its networks, builds batches from clip indices, computes the loss, and exports a
+diffusers-format folder at the end. The generic loop lives in `trainer.py`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, TextToVideoSDPipeline, UNet3DConditionModel
+from torch import nn
+
+from ..data.latent_cache import LatentCache, build_latent_cache
+from ..data.sources import ClipSource, make_source
+from ..errors import UserError
+from ..metrics import ssim
+from ..models import DreamVideoDenoiser, mark_trainable
+from ..text import encode_prompts, load_minilm
+from .config import TrainConfig
+
+NOISE_SCHEDULE = dict(
+    beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, num_train_timesteps=1000
+)
+
+
+def _frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """(..., H, W, 3) uint8 -> (..., 3, H, W) float in [-1, 1]."""
+    return torch.from_numpy(frames).movedim(-1, -3).float() / 127.5 - 1.0
+
+
+class Stage:
+    name = ""
+    module: nn.Module
+
+    def __init__(self, config: TrainConfig, device: torch.device):
+        self.config = config
+        self.device = device
+        self.options = dict(config.stage_options)
+        self.source: ClipSource = make_source(config.data)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.module.parameters() if p.requires_grad]
+
+    def make_batch(self, indices: list[int]) -> dict[str, Any]:
+        clips = [self.source.clip(i) for i in indices]
+        frames = torch.stack([_frames_to_tensor(c.frames) for c in clips])  # (B, F, 3, H, W)
+        return {"frames": frames.to(self.device), "captions": [c.caption for c in clips]}
+
+    def loss(self, module: nn.Module, batch: dict[str, Any], generator: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+    def export(self, output_dir: Path) -> Path:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "stage": self.name,
+            "parameters": sum(p.numel() for p in self.module.parameters()),
+            "trainable": sum(p.numel() for p in self.trainable_parameters()),
+        }
+
+
+class VAEStage(Stage):
+    name = "vae"
+
+    def __init__(self, config: TrainConfig, device: torch.device):
+        super().__init__(config, device)
+        model = {
+            "latent_channels": 4,
+            "block_out_channels": [32, 64, 128, 128],
+            "layers_per_block": 1,
+            "norm_num_groups": 16,
+            **config.model,
+        }
+        levels = len(model["block_out_channels"])
+        self.module = AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * levels,
+            up_block_types=("UpDecoderBlock2D",) * levels,
+            block_out_channels=tuple(model["block_out_channels"]),
+            layers_per_block=model["layers_per_block"],
+            latent_channels=model["latent_channels"],
+            norm_num_groups=model["norm_num_groups"],
+            sample_size=config.data.size,
+        ).to(device)
+        self.frames_per_clip = int(self.options.get("frames_per_clip", 2))
+        self.ssim_weight = float(self.options.get("ssim_weight", 0.5))
+        self.kl_weight = float(self.options.get("kl_weight", 1e-6))
+
+    def make_batch(self, indices: list[int]) -> dict[str, Any]:
+        frames = []
+        for i in indices:
+            clip = self.source.clip(i)
+            rng = np.random.default_rng([self.config.seed, i])
+            picks = rng.choice(
+                len(clip.frames), size=min(self.frames_per_clip, len(clip.frames)), replace=False
+            )
+            frames.append(_frames_to_tensor(clip.frames[picks]))
+        return {"images": torch.cat(frames).to(self.device)}
+
+    def loss(self, module, batch, generator):
+        images = batch["images"]
+        posterior = module.encode(images).latent_dist
+        latents = posterior.mean + posterior.std * torch.randn(
+            posterior.mean.shape, generator=generator, device="cpu"
+        ).to(posterior.mean.device)
+        recon = module.decode(latents).sample
+        l1 = (recon - images).abs().mean()
+        structural = 1 - ssim((recon.clamp(-1, 1) + 1) / 2, (images + 1) / 2)
+        kl = posterior.kl().mean() / images[0].numel()
+        return l1 + self.ssim_weight * structural + self.kl_weight * kl
+
+    @torch.no_grad()
+    def export(self, output_dir: Path) -> Path:
+        vae = self.module.eval()
+        # Scale latents to unit variance for the diffusion stages (as Stable Diffusion's 0.18215).
+        batch = self.make_batch(list(range(10_000_000, 10_000_000 + 64)))["images"]
+        std = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in batch.split(16)]).std().item()
+        vae.register_to_config(scaling_factor=round(1.0 / std, 5))
+        path = output_dir / "vae"
+        vae.save_pretrained(path)
+        return path
+
+
+class _LatentVideoStage(Stage):
+    """Shared by t2v and i2v: frozen VAE and text encoder, noise schedule, latents (encoded on
+    the fly, or read from a latent cache built once)."""
+
+    def __init__(self, config: TrainConfig, device: torch.device):
+        super().__init__(config, device)
+        self.noise_scheduler = DDPMScheduler(**NOISE_SCHEDULE)
+        self.null_prompt = ""
+        self.cache: LatentCache | None = None
+
+    def open_cache(self) -> None:
+        """Call after `self.vae` is set; builds the cache file first if it is missing."""
+        data = self.config.data
+        if not data.latent_cache:
+            return
+        path = Path(data.latent_cache)
+        if not path.is_file():
+            if data.cache_clips < 1:
+                raise UserError(f"latent cache {path} is missing and data.cache_clips is not set")
+            build_latent_cache(self.vae.to(self.device), self.source, data.cache_clips, path)
+        self.cache = LatentCache(path, seed=self.config.seed)
+
+    def make_batch(self, indices: list[int]) -> dict[str, Any]:
+        if self.cache is None:
+            batch = super().make_batch(indices)
+            batch["reference"] = batch["frames"][:, 0]  # the first frame is the reference image
+            return batch
+        items = [self.cache.item(i) for i in indices]
+        return {
+            "latents": torch.stack([it.latents for it in items]).to(self.device),
+            "reference": torch.stack([it.reference for it in items]).to(self.device),
+            "captions": [it.caption for it in items],
+        }
+
+    def batch_latents(self, batch: dict[str, Any], generator: torch.Generator) -> torch.Tensor:
+        if "latents" in batch:
+            return batch["latents"] * self.vae.config.scaling_factor
+        return self.encode_video(batch["frames"], generator)
+
+    def _freeze(self, *modules: nn.Module) -> None:
+        for m in modules:
+            m.requires_grad_(False).eval().to(self.device)
+
+    @torch.no_grad()
+    def encode_video(self, frames: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """(B, F, 3, H, W) -> scaled latents (B, C, F, h, w)."""
+        b, f = frames.shape[:2]
+        dist = self.vae.encode(frames.flatten(0, 1)).latent_dist
+        noise = torch.randn(dist.mean.shape, generator=generator).to(dist.mean.device)
+        latents = (dist.mean + dist.std * noise) * self.vae.config.scaling_factor
+        return latents.reshape(b, f, *latents.shape[1:]).permute(0, 2, 1, 3, 4)
+
+    def noisy_latents(self, latents: torch.Tensor, generator: torch.Generator):
+        noise = torch.randn(latents.shape, generator=generator).to(latents.device)
+        steps = torch.randint(
+            0, self.noise_scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator
+        ).to(latents.device)
+        return self.noise_scheduler.add_noise(latents, noise, steps), noise, steps
+
+    @torch.no_grad()
+    def text_embeddings(self, captions: list[str], drop_text: torch.Tensor) -> torch.Tensor:
+        prompts = [
+            self.null_prompt if drop else c for c, drop in zip(captions, drop_text.tolist(), strict=True)
+        ]
+        return encode_prompts(self.tokenizer, self.text_encoder, prompts)
+
+
+def _load_vae(path: str) -> AutoencoderKL:
+    folder = Path(path)
+    if not (folder / "config.json").is_file():
+        raise UserError(f"VAE folder not found (train the vae stage first): {folder}")
+    return AutoencoderKL.from_pretrained(folder, use_safetensors=True)
+
+
+class T2VStage(_LatentVideoStage):
+    name = "t2v"
+
+    def __init__(self, config: TrainConfig, device: torch.device):
+        super().__init__(config, device)
+        if "vae" not in config.init:
+            raise UserError("the t2v stage needs [init] vae = 'path/to/vae'")
+        self.vae = _load_vae(config.init["vae"])
+        self.tokenizer, self.text_encoder = load_minilm(int(self.options.get("max_tokens", 32)))
+        self._freeze(self.vae, self.text_encoder)
+        model = {
+            "block_out_channels": [64, 128, 128],
+            "down_block_types": ["CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"],
+            "up_block_types": ["UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"],
+            "layers_per_block": 1,
+            "attention_head_dim": 8,
+            "norm_num_groups": 16,
+            **config.model,
+        }
+        factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        self.module = UNet3DConditionModel(
+            sample_size=config.data.size // factor,
+            in_channels=self.vae.config.latent_channels,
+            out_channels=self.vae.config.latent_channels,
+            down_block_types=tuple(model["down_block_types"]),
+            up_block_types=tuple(model["up_block_types"]),
+            block_out_channels=tuple(model["block_out_channels"]),
+            layers_per_block=model["layers_per_block"],
+            norm_num_groups=model["norm_num_groups"],
+            cross_attention_dim=self.text_encoder.config.hidden_size,
+            attention_head_dim=model["attention_head_dim"],
+        ).to(device)
+        self.text_dropout = float(self.options.get("text_dropout", 0.1))
+        self.open_cache()
+
+    def loss(self, module, batch, generator):
+        latents = self.batch_latents(batch, generator)
+        noisy, noise, steps = self.noisy_latents(latents, generator)
+        drop = torch.rand(latents.shape[0], generator=generator) < self.text_dropout
+        context = self.text_embeddings(batch["captions"], drop)
+        return F.mse_loss(module(noisy, steps, encoder_hidden_states=context).sample, noise)
+
+    def export(self, output_dir: Path) -> Path:
+        pipe = TextToVideoSDPipeline(
+            vae=self.vae,
+            text_encoder=self.text_encoder,
+            tokenizer=self.tokenizer,
+            unet=self.module.eval(),
+            scheduler=DDIMScheduler(**NOISE_SCHEDULE, clip_sample=False, set_alpha_to_one=False),
+        )
+        path = output_dir / "pipeline"
+        pipe.save_pretrained(path)
+        return path
+
+
+class I2VStage(_LatentVideoStage):
+    name = "i2v"
+
+    def __init__(self, config: TrainConfig, device: torch.device):
+        super().__init__(config, device)
+        from ..pipeline import DreamVideoPipeline
+
+        if "t2v" not in config.init:
+            raise UserError("the i2v stage needs [init] t2v = 'path/to/t2v/pipeline'")
+        defaults = {
+            k: self.options[k]
+            for k in (
+                "default_num_frames",
+                "default_fps",
+                "default_image_guidance_scale",
+                "default_text_guidance_scale",
+            )
+            if k in self.options
+        }
+        pipe = DreamVideoPipeline.from_t2v(
+            config.init["t2v"],
+            image_embed_channels=int(config.model.get("image_embed_channels", 4)),
+            **defaults,
+        )
+        self.pipe = pipe
+        self.vae, self.text_encoder, self.tokenizer = pipe.vae, pipe.text_encoder, pipe.tokenizer
+        self._freeze(self.vae, self.text_encoder)
+        self.module = DreamVideoDenoiser(pipe.unet, pipe.retention_branch).to(device)
+        mark_trainable(pipe.unet, pipe.retention_branch, train_all=bool(self.options.get("train_all", False)))
+        if config.optim.gradient_checkpointing:
+            pipe.retention_branch.gradient_checkpointing = True
+        # Independent condition dropout (InstructPix2Pix): image only, text only, both.
+        self.p_drop = float(self.options.get("condition_dropout", 0.05))
+        self.open_cache()
+
+    def loss(self, module, batch, generator):
+        latents = self.batch_latents(batch, generator)
+        noisy, noise, steps = self.noisy_latents(latents, generator)
+        r = torch.rand(latents.shape[0], generator=generator)
+        p = self.p_drop  # [0, p): text dropped; [p, 2p): image dropped; [2p, 3p): both
+        drop_text = (r < p) | ((r >= 2 * p) & (r < 3 * p))
+        drop_image = (r >= p) & (r < 3 * p)
+        # The null image is all zeros in [-1, 1], as at sampling time.
+        reference = batch["reference"] * (~drop_image).to(self.device).view(-1, 1, 1, 1)
+        context = self.text_embeddings(batch["captions"], drop_text)
+        return F.mse_loss(module(noisy, steps, context, image=reference), noise)
+
+    def export(self, output_dir: Path) -> Path:
+        path = output_dir / "pipeline"
+        self.pipe.unet.eval()
+        self.pipe.retention_branch.eval()
+        self.pipe.save_pretrained(path)
+        (path / "training.json").write_text(json.dumps(self.config.model | self.options, indent=2) + "\n")
+        return path
+
+
+STAGES: dict[str, type[Stage]] = {"vae": VAEStage, "t2v": T2VStage, "i2v": I2VStage}
