@@ -296,6 +296,13 @@ def evaluate() -> None:
 @click.option("--steps", type=int, default=25, show_default=True)
 @click.option("--frames", type=int, default=None)
 @click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option(
+    "--photos",
+    type=int,
+    default=24,
+    show_default=True,
+    help="Held-out real photographs for the camera pan / zoom test (4 prompts each).",
+)
 @debug_option
 def eval_synthetic(
     model: Path | None,
@@ -306,6 +313,7 @@ def eval_synthetic(
     steps: int,
     frames: int | None,
     batch_size: int,
+    photos: int,
     debug: bool,
 ) -> None:
     """Fidelity, action accuracy, opposite prompts, temporal consistency on held-out clips."""
@@ -313,13 +321,15 @@ def eval_synthetic(
     from .loading import load_pipeline
     from .pipeline import check_sampling_values
 
-    if num < 1 or batch_size < 1:
-        raise UserError("--num and --batch-size must be positive")
+    if num < 1 or batch_size < 1 or photos < 1:
+        raise UserError("--num, --batch-size and --photos must be positive")
     check_sampling_values(frames, steps, image_scale, text_scale)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out exists and is not a folder: {out}")
     pipe = load_pipeline(model)
-    metrics = evaluate_synthetic(pipe, num, out, frames, steps, image_scale, text_scale, batch_size)
+    metrics = evaluate_synthetic(
+        pipe, num, out, frames, steps, image_scale, text_scale, batch_size, num_photos=photos
+    )
     keys = (
         "first_frame_ssim",
         "first_frame_psnr",

@@ -95,6 +95,8 @@ class VAEStage(Stage):
             norm_num_groups=model["norm_num_groups"],
             sample_size=config.data.size,
         ).to(device)
+        if "vae" in config.init:  # warm start: continue training an existing VAE
+            self.module.load_state_dict(_load_vae(config.init["vae"]).state_dict())
         self.frames_per_clip = int(self.options.get("frames_per_clip", 2))
         self.ssim_weight = float(self.options.get("ssim_weight", 0.5))
         self.kl_weight = float(self.options.get("kl_weight", 1e-6))
@@ -240,6 +242,9 @@ class T2VStage(_LatentVideoStage):
             cross_attention_dim=self.text_encoder.config.hidden_size,
             attention_head_dim=model["attention_head_dim"],
         ).to(device)
+        if "unet" in config.init:  # warm start: continue training an existing base UNet
+            warm = UNet3DConditionModel.from_pretrained(config.init["unet"], use_safetensors=True)
+            self.module.load_state_dict(warm.state_dict())
         self.text_dropout = float(self.options.get("text_dropout", 0.1))
         self.open_cache()
 
@@ -270,8 +275,10 @@ class I2VStage(_LatentVideoStage):
         super().__init__(config, device)
         from ..pipeline import DreamVideoPipeline
 
-        if "t2v" not in config.init:
-            raise UserError("the i2v stage needs [init] t2v = 'path/to/t2v/pipeline'")
+        if "t2v" not in config.init and "dreamvideo" not in config.init:
+            raise UserError(
+                "the i2v stage needs [init] t2v = 'path/to/t2v/pipeline' (or dreamvideo = 'folder')"
+            )
         defaults = {
             k: self.options[k]
             for k in (
@@ -282,11 +289,17 @@ class I2VStage(_LatentVideoStage):
             )
             if k in self.options
         }
-        pipe = DreamVideoPipeline.from_t2v(
-            config.init["t2v"],
-            image_embed_channels=int(config.model.get("image_embed_channels", 4)),
-            **defaults,
-        )
+        if "dreamvideo" in config.init:  # warm start: continue training a DreamVideo model
+            from ..loading import load_pipeline
+
+            pipe = load_pipeline(config.init["dreamvideo"])
+            pipe.register_to_config(**defaults)
+        else:
+            pipe = DreamVideoPipeline.from_t2v(
+                config.init["t2v"],
+                image_embed_channels=int(config.model.get("image_embed_channels", 4)),
+                **defaults,
+            )
         self.pipe = pipe
         self.vae, self.text_encoder, self.tokenizer = pipe.vae, pipe.text_encoder, pipe.tokenizer
         self._freeze(self.vae, self.text_encoder)

