@@ -11,10 +11,9 @@ import time
 
 import torch
 
-from dreamvideo.guidance import reference_guided_noise
+from dreamvideo.guidance import reference_sample
 from dreamvideo.loading import load_pipeline
 from dreamvideo.testing import tiny_dreamvideo_pipeline
-from dreamvideo.text import encode_prompts
 
 
 def main() -> None:
@@ -54,27 +53,16 @@ def main() -> None:
         ).frames
 
     def reference() -> torch.Tensor:
-        scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
-        scheduler.set_timesteps(args.steps)
-        x = latents * scheduler.init_noise_sigma
-        with torch.no_grad():
-            for t in scheduler.timesteps:
-                text = encode_prompts(pipe.tokenizer, pipe.text_encoder, [prompt])
-                null = encode_prompts(pipe.tokenizer, pipe.text_encoder, [""])
-                eps = reference_guided_noise(
-                    pipe.denoiser,
-                    scheduler.scale_model_input(x, t),
-                    t,
-                    text,
-                    null,
-                    image,
-                    torch.zeros_like(image),
-                    "image+text",
-                    pipe.config.default_image_guidance_scale,
-                    pipe.config.default_text_guidance_scale,
-                )
-                x = scheduler.step(eps, t, x).prev_sample
-        return x
+        return reference_sample(
+            pipe,
+            image,
+            prompt,
+            latents,
+            args.steps,
+            "image+text",
+            pipe.config.default_image_guidance_scale,
+            pipe.config.default_text_guidance_scale,
+        )
 
     def best_of(fn) -> tuple[float, torch.Tensor]:
         fn()  # warm-up

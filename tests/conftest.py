@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,7 @@ from PIL import Image
 
 from dreamvideo.testing import tiny_dreamvideo_pipeline, tiny_t2v_pipeline
 
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("DREAMVIDEO_TEST_THREADS", "2")))
 
 
 @pytest.fixture(scope="session")

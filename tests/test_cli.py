@@ -240,21 +240,44 @@ def test_help_and_version(capsys, argv):
 
 
 def test_data_synth_and_eval_synthetic_cli(tmp_path, capsys, model_dir):
-    code, stdout, err = run(capsys, "data", "synth", "--out", tmp_path / "synth", "--num", "2", "--size", "32",
-                            "--frames", "4")
+    code, stdout, err = run(
+        capsys, "data", "synth", "--out", tmp_path / "synth", "--num", "2", "--size", "32", "--frames", "4"
+    )
     assert code == 0, err
     assert (tmp_path / "synth" / "captions.csv").is_file() and "wrote 2 clips" in stdout
     assert run(capsys, "data", "synth", "--out", tmp_path / "synth", "--num", "2")[0] == 2  # not empty
     assert run(capsys, "data", "synth", "--out", tmp_path / "x", "--num", "0")[0] == 2
-    code, stdout, err = run(capsys, "eval", "synthetic", "--model", model_dir, "--num", "13", "--steps", "1",
-                            "--out", tmp_path / "eval", "--batch-size", "13", "--photos", "2")
+    code, stdout, err = run(
+        capsys,
+        "eval",
+        "synthetic",
+        "--model",
+        model_dir,
+        "--num",
+        "13",
+        "--steps",
+        "1",
+        "--out",
+        tmp_path / "eval",
+        "--batch-size",
+        "13",
+        "--photos",
+        "2",
+    )
     assert code == 0, err
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    for key in ("first_frame_ssim", "first_frame_psnr", "action_accuracy", "opposite_pair_accuracy",
-                "temporal_consistency"):
+    for key in (
+        "first_frame_ssim",
+        "first_frame_psnr",
+        "action_accuracy",
+        "opposite_pair_accuracy",
+        "temporal_consistency",
+    ):
         assert key in metrics and metrics[key] is not None
     assert (tmp_path / "eval" / "samples.png").is_file()
-    assert run(capsys, "eval", "synthetic", "--model", model_dir, "--num", "0", "--out", tmp_path / "e2")[0] == 2
+    assert (
+        run(capsys, "eval", "synthetic", "--model", model_dir, "--num", "0", "--out", tmp_path / "e2")[0] == 2
+    )
 
 
 def test_train_cli_bad_config(tmp_path, capsys):

@@ -51,7 +51,12 @@ def test_every_action_has_five_phrasings_and_ground_truth_motion():
     for action, (_, phrasings) in ACTIONS.items():
         assert len(phrasings) >= 6  # >= 5 for training + 1 held out
         _, spec = make_clip(1, 0, "train", 64, 8, action=action)
-        moving = {"dx": spec.dx != 0, "dy": spec.dy != 0, "rot": spec.rotation_deg != 0, "scale": spec.scale_rate != 1}
+        moving = {
+            "dx": spec.dx != 0,
+            "dy": spec.dy != 0,
+            "rot": spec.rotation_deg != 0,
+            "scale": spec.scale_rate != 1,
+        }
         assert any(moving.values()) == (action != "still"), action
 
 

@@ -8,7 +8,7 @@ from dreamvideo.guidance import (
     combine_predictions,
     double_condition_cfg,
     guidance_conditions,
-    reference_guided_noise,
+    reference_sample,
 )
 
 from .conftest import gen
@@ -38,33 +38,6 @@ def test_modes_select_the_right_terms():
         guidance_conditions("video")
 
 
-def _reference_sample(pipe, image, prompt, mode, s_img, s_txt, steps, latents):
-    """Sampling with three separate forwards per step, everything recomputed every step."""
-    from dreamvideo.text import encode_prompts
-
-    scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
-    scheduler.set_timesteps(steps)
-    x = latents * scheduler.init_noise_sigma
-    with torch.no_grad():
-        for t in scheduler.timesteps:
-            text = encode_prompts(pipe.tokenizer, pipe.text_encoder, [prompt])
-            null = encode_prompts(pipe.tokenizer, pipe.text_encoder, [""])
-            eps = reference_guided_noise(
-                pipe.denoiser,
-                scheduler.scale_model_input(x, t),
-                t,
-                text,
-                null,
-                image,
-                torch.zeros_like(image),
-                mode,
-                s_img,
-                s_txt,
-            )
-            x = scheduler.step(eps, t, x).prev_sample
-    return x
-
-
 @pytest.mark.parametrize("mode", ["image+text", "image", "text"])
 def test_batched_sampler_equals_three_forward_reference(pipe, photo, mode):
     latents = torch.randn(1, 4, 3, 8, 8, generator=gen(3))
@@ -73,7 +46,7 @@ def test_batched_sampler_equals_three_forward_reference(pipe, photo, mode):
     batched = pipe(
         photo, "a ball moves left", guidance_mode=mode, latents=latents, output_type="latent", **kwargs
     )
-    reference = _reference_sample(pipe, image, "a ball moves left", mode, 2.0, 5.0, 4, latents)
+    reference = reference_sample(pipe, image, "a ball moves left", latents, 4, mode, 2.0, 5.0)
     torch.testing.assert_close(batched.frames, reference, rtol=1e-4, atol=1e-5)
 
 

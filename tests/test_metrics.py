@@ -19,5 +19,7 @@ def test_ssim_and_psnr_match_scikit_image(noise):
     )
     t = lambda x: torch.from_numpy(x).permute(2, 0, 1)[None]  # noqa: E731
     assert ssim(t(a), t(b)).item() == pytest.approx(expected, abs=1e-6)
-    assert psnr(t(a), t(b)).item() == pytest.approx(skimage_metrics.peak_signal_noise_ratio(a, b, data_range=1.0))
+    assert psnr(t(a), t(b)).item() == pytest.approx(
+        skimage_metrics.peak_signal_noise_ratio(a, b, data_range=1.0)
+    )
     assert ssim(t(a), t(a)).item() == pytest.approx(1.0)

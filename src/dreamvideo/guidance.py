@@ -83,3 +83,40 @@ def reference_guided_noise(
             )
         )
     return combine_predictions(mode, predictions, image_scale, text_scale)
+
+
+@torch.no_grad()
+def reference_sample(
+    pipe,
+    image: torch.Tensor,
+    prompt: str,
+    latents: torch.Tensor,
+    num_inference_steps: int,
+    mode: GuidanceMode | str,
+    image_scale: float,
+    text_scale: float,
+) -> torch.Tensor:
+    """The plain sampler `DreamVideoPipeline` must agree with: every step encodes the prompt again
+    and runs one forward per condition. Returns the final latents."""
+    from .text import encode_prompts
+
+    scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
+    scheduler.set_timesteps(num_inference_steps)
+    x = latents * scheduler.init_noise_sigma
+    for t in scheduler.timesteps:
+        text = encode_prompts(pipe.tokenizer, pipe.text_encoder, [prompt])
+        null = encode_prompts(pipe.tokenizer, pipe.text_encoder, [""])
+        eps = reference_guided_noise(
+            pipe.denoiser,
+            scheduler.scale_model_input(x, t),
+            t,
+            text,
+            null,
+            image,
+            torch.zeros_like(image),
+            mode,
+            image_scale,
+            text_scale,
+        )
+        x = scheduler.step(eps, t, x).prev_sample
+    return x
