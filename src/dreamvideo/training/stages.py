@@ -100,6 +100,7 @@ class VAEStage(Stage):
         self.frames_per_clip = int(self.options.get("frames_per_clip", 2))
         self.ssim_weight = float(self.options.get("ssim_weight", 0.5))
         self.kl_weight = float(self.options.get("kl_weight", 1e-6))
+        self.sample_posterior = bool(self.options.get("sample_posterior", False))
 
     def make_batch(self, indices: list[int]) -> dict[str, Any]:
         frames = []
@@ -115,9 +116,13 @@ class VAEStage(Stage):
     def loss(self, module, batch, generator):
         images = batch["images"]
         posterior = module.encode(images).latent_dist
-        latents = posterior.mean + posterior.std * torch.randn(
-            posterior.mean.shape, generator=generator, device="cpu"
-        ).to(posterior.mean.device)
+        if self.sample_posterior:
+            noise = torch.randn(posterior.mean.shape, generator=generator).to(posterior.mean.device)
+            latents = posterior.mean + posterior.std * noise
+        else:
+            # The diffusion stages use the posterior mean; training on it avoids the unit-variance
+            # sampling noise of a fresh encoder, which drowns colour early in training.
+            latents = posterior.mean
         recon = module.decode(latents).sample
         l1 = (recon - images).abs().mean()
         structural = 1 - ssim((recon.clamp(-1, 1) + 1) / 2, (images + 1) / 2)
