@@ -17,6 +17,7 @@ for stage in vae t2v i2v; do
   fi
 done
 target=src/dreamvideo/weights/dreamvideo-tiny
+mkdir -p "$(dirname "$target")"
 rm -rf "$target.tmp" && cp -r runs/tiny/i2v/pipeline "$target.tmp"
 rm -rf "$target" && mv "$target.tmp" "$target"
 echo "installed the default model in $target"

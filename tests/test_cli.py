@@ -288,3 +288,23 @@ def test_train_cli_bad_config(tmp_path, capsys):
     assert code == 2 and "bogus" in err
     code, _, err = run(capsys, "train", tmp_path / "c.toml", "--set", "novalue")
     assert code == 2 and "KEY=VALUE" in err
+
+
+def test_shipped_default_model_generates(tmp_path, capsys, monkeypatch):
+    """Right after install, `generate` works with no --model: the embedded default model."""
+    from pathlib import Path
+
+    from dreamvideo.loading import DEFAULT_MODEL_DIR
+
+    monkeypatch.delenv("DREAMVIDEO_MODEL", raising=False)
+    assert (DEFAULT_MODEL_DIR / "model_index.json").is_file(), "the default model must ship in the package"
+    example = Path(__file__).resolve().parent.parent / "examples" / "cat.png"
+    out = tmp_path / "cat.mp4"
+    code, stdout, err = run(capsys, "generate", example, "--prompt", "the camera pans left", "--output", out,
+                            "--steps", "4", "--seed", "0")
+    assert code == 0, err
+    with av.open(str(out)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    info_code, info, _ = run(capsys, "info")
+    assert info_code == 0 and f"frames: {len(frames)}" in info
+    assert frames[0].shape == (64, 64, 3)

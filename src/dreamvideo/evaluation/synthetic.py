@@ -9,6 +9,7 @@ gets the clip's first frame and caption; we measure
 - opposite_pair_accuracy: the same image with opposite prompts (left/right, up/down, cw/ccw,
   grow/shrink, pan left/right, zoom in/out) moves in opposite directions along that axis;
 - temporal_consistency: mean flow-warping error between consecutive frames (lower is smoother);
+- colourfulness ratios: how much of the reference's colour the first frame (and the VAE) keeps;
 - the same camera pan / zoom tests on crops of real photographs never seen in training.
 The motion estimator's own accuracy on the ground-truth clips is reported as its ceiling.
 """
@@ -55,6 +56,11 @@ def _axis(action: str, m: Motion) -> float:
         "zoom_in": m.scale,
         "zoom_out": -m.scale,
     }[action]
+
+
+def colourfulness(images: torch.Tensor) -> float:
+    """Mean absolute deviation of each pixel's channels from their mean (0 for grey images)."""
+    return float((images - images.mean(1, keepdim=True)).abs().mean())
 
 
 def _to_uint8(frames: np.ndarray) -> np.ndarray:
@@ -197,6 +203,9 @@ def evaluate_synthetic(
         "first_frame_psnr": float(psnr(firsts, refs).mean()),
         "vae_reconstruction_ssim": float(ssim(recon, refs)),
         "vae_reconstruction_psnr": float(psnr(recon, refs).mean()),
+        # generated (or VAE-reconstructed) colourfulness / the reference's: 1 keeps colour, 0 is grey
+        "first_frame_colourfulness_ratio": colourfulness(firsts) / max(colourfulness(refs), 1e-8),
+        "vae_colourfulness_ratio": colourfulness(recon) / max(colourfulness(refs), 1e-8),
         "action_accuracy": float(np.mean([t == m for t, m in zip(truth, measured, strict=True)])),
         "action_accuracy_per_action": {a: float(np.mean(v)) for a, v in per_action.items()},
         "opposite_pair_accuracy": float(np.mean(pair_ok)) if pair_ok else None,
