@@ -300,8 +300,19 @@ def test_shipped_default_model_generates(tmp_path, capsys, monkeypatch):
     assert (DEFAULT_MODEL_DIR / "model_index.json").is_file(), "the default model must ship in the package"
     example = Path(__file__).resolve().parent.parent / "examples" / "cat.png"
     out = tmp_path / "cat.mp4"
-    code, stdout, err = run(capsys, "generate", example, "--prompt", "the camera pans left", "--output", out,
-                            "--steps", "4", "--seed", "0")
+    code, _stdout, err = run(
+        capsys,
+        "generate",
+        example,
+        "--prompt",
+        "the camera pans left",
+        "--output",
+        out,
+        "--steps",
+        "4",
+        "--seed",
+        "0",
+    )
     assert code == 0, err
     with av.open(str(out)) as container:
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
