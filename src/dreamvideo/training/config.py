@@ -62,11 +62,7 @@ class TrainConfig:
     init: dict[str, str] = field(default_factory=dict)
     # Stage-specific knobs (losses, condition dropout, pipeline defaults).
     stage_options: dict[str, Any] = field(default_factory=dict)
-    config_path: str | None = None
-
-    def resolve(self, path: str) -> Path:
-        """Paths in a config are relative to the working directory (the repo root)."""
-        return Path(path)
+    config_path: str | None = None  # paths inside a config are relative to the working directory
 
 
 def _build(cls, values: dict, where: str):
