@@ -29,6 +29,15 @@ def test_mp4_decodes_with_right_count_and_size(tmp_path):
     assert np.abs(decoded[3].astype(int) - _frames()[3]).mean() < 4
 
 
+def test_outputs_get_normal_permissions(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        assert (write_video(_frames(), tmp_path / "v.gif").stat().st_mode & 0o777) == 0o644
+        assert (write_video(_frames(), tmp_path / "frames").stat().st_mode & 0o777) == 0o755
+    finally:
+        os.umask(umask)
+
+
 def test_odd_sizes_are_padded_for_h264(tmp_path):
     assert read_video(write_video(_frames(h=33, w=35), tmp_path / "odd.mp4")).shape == (6, 34, 36, 3)
 

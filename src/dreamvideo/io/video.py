@@ -20,6 +20,13 @@ from ..errors import UserError
 VIDEO_SUFFIXES = {".mp4": "mp4", ".gif": "gif"}
 
 
+def _umask_mode(base: int) -> int:
+    """What `open`/`mkdir` would give: temp files are created private, outputs should not be."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return base & ~umask
+
+
 def output_kind(path: str | Path) -> str:
     """'mp4', 'gif' or 'frames' (a folder of PNGs: a path without extension or ending in '/')."""
     text = str(path)
@@ -71,6 +78,7 @@ def write_video(frames: np.ndarray, path: str | Path, fps: int = 8) -> Path:
         try:
             for i, frame in enumerate(frames):
                 Image.fromarray(frame).save(tmp_dir / f"frame_{i:04d}.png")
+            tmp_dir.chmod(_umask_mode(0o777))
             if path.is_dir():
                 path.rmdir()  # empty, checked above
             tmp_dir.rename(path)
@@ -94,6 +102,7 @@ def write_video(frames: np.ndarray, path: str | Path, fps: int = 8) -> Path:
                 duration=max(1, round(1000 / fps)),
                 loop=0,
             )
+        os.chmod(tmp_name, _umask_mode(0o666))
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
