@@ -33,9 +33,10 @@ def test_branch_copies_down_path_weights():
         ours, theirs = getattr(branch, name).state_dict(), getattr(unet, name).state_dict()
         assert ours.keys() == theirs.keys()
         assert all(torch.equal(ours[k], theirs[k]) for k in ours)
-    # Input conv: base weights on the latent channels, zeros on the image-feature channels.
+    # Input conv: base weights on the latent channels, random weights on the image channels
+    # (only the output convs are zero, so the image path gets gradient from the first step).
     assert torch.equal(branch.conv_in.weight[:, :4], unet.conv_in.weight)
-    assert branch.conv_in.weight[:, 4:].abs().sum() == 0
+    assert branch.conv_in.weight[:, 4:].abs().sum() > 0
     assert all(p.abs().sum() == 0 for conv in branch.residual_convs for p in conv.parameters())
 
 
@@ -51,20 +52,16 @@ def test_one_residual_per_skip_connection_with_matching_shapes():
     assert mid.shape == (4, 32, 4, 4)
 
 
-def test_branch_learns_the_image_within_two_steps():
-    """Step 1 moves the zero output convs; step 2 the zeroed image channels of the input conv.
-    After that the reference image changes the prediction."""
+def test_branch_learns_the_image_after_one_step():
+    """The first step moves the zero output convs; from then on the reference image changes
+    the prediction."""
     unet = tiny_unet()
     denoiser = DreamVideoDenoiser(unet, FrameRetentionBranch.from_unet(unet))
     optimizer = torch.optim.SGD(mark_trainable(unet, denoiser.branch), lr=1.0)
     latents, context, image = _inputs()
-    for step in range(2):
-        optimizer.zero_grad()
-        denoiser(latents, 500, context, image=image).pow(2).mean().backward()
-        if step == 0:
-            assert denoiser.branch.residual_convs[0].weight.grad.abs().sum() > 0
-        optimizer.step()
-    assert denoiser.branch.conv_in.weight[:, 4:].abs().sum() > 0
+    denoiser(latents, 500, context, image=image).pow(2).mean().backward()
+    assert denoiser.branch.residual_convs[0].weight.grad.abs().sum() > 0
+    optimizer.step()
     with torch.no_grad():
         a = denoiser(latents, 500, context, image=image)
         b = denoiser(latents, 500, context, image=-image)

@@ -204,9 +204,10 @@ class FrameRetentionBranch(ModelMixin, ConfigMixin):
             branch.transformer_in.load_state_dict(unet.transformer_in.state_dict())
             branch.down_blocks.load_state_dict(unet.down_blocks.state_dict())
             branch.mid_block.load_state_dict(unet.mid_block.state_dict())
-            # Input conv: the base weights on the latent channels, zeros on the image channels.
+            # Input conv: the base weights on the latent channels; the image channels keep their
+            # random init. The zero output convs already make a fresh branch add nothing, and a
+            # second zero here would leave the image path without gradient until both moved.
             with torch.no_grad():
-                branch.conv_in.weight.zero_()
                 branch.conv_in.weight[:, : cfg.in_channels].copy_(unet.conv_in.weight)
                 branch.conv_in.bias.copy_(unet.conv_in.bias)
         return branch
