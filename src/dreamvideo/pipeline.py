@@ -316,6 +316,7 @@ class DreamVideoPipeline(DiffusionPipeline):
         null_features = self.retention_branch.encode_image(torch.zeros_like(reference))
         conditions = guidance_conditions(mode)
 
+        denoiser = self.denoiser  # one wrapper for the whole call, not one per step
         total_steps = num_inference_steps * num_segments
         segments: list[torch.Tensor] = []
         with self.progress_bar(total=total_steps) as progress:
@@ -341,7 +342,7 @@ class DreamVideoPipeline(DiffusionPipeline):
                     x = x * self.scheduler.init_noise_sigma
                 for i, t in enumerate(self.scheduler.timesteps):
                     model_input = self.scheduler.scale_model_input(torch.cat([x] * len(conditions)), t)
-                    noise = self.denoiser(
+                    noise = denoiser(
                         model_input,
                         t,
                         context,

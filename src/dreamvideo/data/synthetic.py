@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -438,16 +437,6 @@ def make_clip(
 
 def spec_dict(spec: ClipSpec) -> dict:
     return asdict(spec)
-
-
-def iterate_clips(
-    seed: int, split: str = "train", size: int = 64, num_frames: int = 16, start: int = 0, stride: int = 1
-) -> Iterator[tuple[np.ndarray, ClipSpec]]:
-    """Endless clips `start, start + stride, ...` (stride = world size for sharding across ranks)."""
-    index = start
-    while True:
-        yield make_clip(seed, index, split, size, num_frames)
-        index += stride
 
 
 def write_dataset(

@@ -127,10 +127,6 @@ def estimate_motion(frames: np.ndarray, flow_threshold: float = 0.2) -> Motion:
     )
 
 
-def motion_label(frames: np.ndarray) -> str:
-    return estimate_motion(frames).label()
-
-
 def temporal_consistency(frames: np.ndarray) -> float:
     """Mean absolute error (0-1 scale) between each frame and its predecessor warped forward by the
     optical flow between them: low when consecutive frames agree up to smooth motion (no flicker)."""
