@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Reproduce the embedded default model: vae -> t2v -> i2v on this project's procedural data,
-# then install the exported pipeline as the package's default. Each stage resumes from its
+# Reproduce the embedded default model on this project's procedural data: vae -> vae_refine ->
+# t2v -> t2v_refine -> i2v (each *_refine stage continues the previous one at a new learning-rate
+# schedule, on latents of the refined VAE), then install the exported pipeline as the default. Each stage resumes from its
 # checkpoints if interrupted; run again to continue.  Usage: bash scripts/train_default_model.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for stage in vae t2v i2v; do
+for stage in vae vae_refine t2v t2v_refine i2v; do
   out="runs/tiny/$stage"
   if [ -d "$out/pipeline" ] || [ -d "$out/vae" ]; then
     echo "== $stage: already exported in $out"

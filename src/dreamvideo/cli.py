@@ -345,6 +345,49 @@ def eval_synthetic(
     click.echo(f"wrote {out / 'metrics.json'}")
 
 
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (0.0.0.0: all).")
+@click.option("--port", type=int, default=None, help="Port (default: the first free one from 7860).")
+@click.option(
+    "--model",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="DreamVideo model folder (default: the shipped model).",
+)
+@click.option("--concurrency", type=int, default=1, show_default=True, help="Videos generated at once.")
+@click.option("--queue-size", type=int, default=64, show_default=True, help="Requests waiting at most.")
+@click.option("--max-upload-mb", type=float, default=20, show_default=True, help="Upload size limit.")
+@click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
+@debug_option
+def web(
+    host: str,
+    port: int | None,
+    model: Path | None,
+    concurrency: int,
+    queue_size: int,
+    max_upload_mb: float,
+    device: str | None,
+    debug: bool,
+) -> None:
+    """Serve the Gradio web app (binds 127.0.0.1; never a public share link)."""
+    import torch
+
+    if port is not None and not 1 <= port <= 65535:
+        raise UserError(f"port must be from 1 to 65535, got {port}")
+    if concurrency < 1 or queue_size < 1 or not max_upload_mb > 0:
+        raise UserError("--concurrency and --queue-size must be at least 1, --max-upload-mb above 0")
+    try:
+        from .web import launch
+    except ImportError as e:
+        raise UserError(f"the web app needs gradio: pip install 'dreamvideo[web]' ({e.name} missing)") from e
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"warning: serving on {host}: anyone who can reach this machine can use the app", err=True)
+    from .loading import load_pipeline
+
+    pipe = load_pipeline(model).to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    launch(pipe, host, port, concurrency=concurrency, queue_size=queue_size, max_upload_mb=max_upload_mb)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in args or os.environ.get("DREAMVIDEO_DEBUG") == "1"

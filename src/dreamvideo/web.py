@@ -1,0 +1,339 @@
+"""The `dreamvideo web` app: a Gradio page over `DreamVideoPipeline`.
+
+One pipeline serves every visitor; the queue runs `concurrency` generations at a time (1 by
+default: a CPU is saturated by one) and holds at most `queue_size` waiting requests, so load
+queues instead of exhausting memory. Uploads go through the same checks as the CLI.
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import UserError
+
+MODES = ("image+text", "image", "text")
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"  # present in a source checkout
+EXAMPLE_PROMPTS = {
+    "cat.png": "the camera zooms in",
+    "coffee.png": "the camera pans to the left",
+    "rocket.png": "the camera zooms out",
+}
+MAX_SEED = 2**31 - 1
+
+
+@dataclass
+class Settings:
+    """What a visitor chose; `describe` is the caption shown in the gallery."""
+
+    prompt: str
+    negative_prompt: str = ""
+    mode: str = "image+text"
+    image_scale: float = 1.5
+    text_scale: float = 5.0
+    steps: int = 25
+    frames: int = 8
+    fps: int = 8
+    seed: int = 0
+
+    def describe(self) -> str:
+        text = f"“{self.prompt}”" if self.prompt else "(no prompt)"
+        return (
+            f"{text} · {self.mode} · s_img {self.image_scale:g} · s_txt {self.text_scale:g} · "
+            f"{self.steps} steps · {self.frames} frames · seed {self.seed}"
+        )
+
+
+@dataclass
+class Clip:
+    """A generated video kept in the visitor's session (for "extend" and the gallery)."""
+
+    frames: np.ndarray  # (F, H, W, 3) uint8
+    path: str
+    settings: Settings
+    history: list[str] = field(default_factory=list)
+
+
+class Generator:
+    """Turns page inputs into videos; all model calls go through here (and its lock)."""
+
+    def __init__(self, pipe, output_dir: str | Path | None = None):
+        self.pipe = pipe
+        self.output_dir = Path(output_dir or tempfile.mkdtemp(prefix="dreamvideo-web-"))
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()  # the queue already serialises; this guards direct calls too
+        self._count = 0
+
+    def settings(
+        self,
+        prompt: str,
+        negative_prompt: str,
+        mode: str,
+        image_scale: float,
+        text_scale: float,
+        steps: float,
+        frames: float,
+        fps: float,
+        seed: float | None,
+        random_seed: bool,
+    ) -> Settings:
+        from .pipeline import check_sampling_values
+
+        if mode not in MODES:
+            raise UserError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        values = {"steps": steps, "frames": frames, "fps": fps}
+        for name, value in values.items():
+            if value is None or float(value) != int(value):
+                raise UserError(f"{name} must be a whole number, got {value}")
+        steps, frames, fps = int(steps), int(frames), int(fps)
+        if fps < 1:
+            raise UserError(f"fps must be a positive integer, got {fps}")
+        check_sampling_values(frames, steps, float(image_scale), float(text_scale))
+        if random_seed or seed is None:
+            seed = random.randrange(MAX_SEED)
+        elif float(seed) != int(seed) or not 0 <= int(seed) <= MAX_SEED:
+            raise UserError(f"seed must be a whole number from 0 to {MAX_SEED}, got {seed}")
+        return Settings(
+            (prompt or "").strip(),
+            (negative_prompt or "").strip(),
+            mode,
+            float(image_scale),
+            float(text_scale),
+            steps,
+            frames,
+            fps,
+            int(seed),
+        )
+
+    def generate(self, image: Any, settings: Settings, progress=None) -> np.ndarray:
+        """One clip (F, H, W, 3) uint8 from an image (path or PIL image)."""
+        import torch
+
+        from .io.images import load_image
+
+        if image is None:
+            raise UserError("upload an image (or pick an example) first")
+        reference = load_image(image) if isinstance(image, str | Path) else image
+        total = settings.steps
+
+        def report(step: int, _t: int, _latents) -> None:
+            if progress is not None:
+                progress((step + 1) / total, desc=f"denoising step {step + 1}/{total}")
+
+        with self._lock:
+            result = self.pipe(
+                reference,
+                prompt=settings.prompt,
+                negative_prompt=settings.negative_prompt,
+                num_frames=settings.frames,
+                num_inference_steps=settings.steps,
+                image_guidance_scale=settings.image_scale,
+                text_guidance_scale=settings.text_scale,
+                guidance_mode=settings.mode,
+                generator=torch.Generator("cpu").manual_seed(settings.seed),
+                callback=report,
+                output_type="np",
+            )
+        return (result.frames[0] * 255).round().astype(np.uint8)
+
+    def save(self, frames: np.ndarray, fps: int) -> str:
+        from .io.video import write_video
+
+        with self._lock:
+            self._count += 1
+            path = self.output_dir / f"dreamvideo-{self._count:04d}-{random.randrange(16**6):06x}.mp4"
+        write_video(frames, path, fps=fps)
+        return str(path)
+
+
+def build_app(pipe, output_dir: str | Path | None = None):
+    """The Gradio Blocks app for a loaded pipeline (not launched)."""
+    import gradio as gr
+    from PIL import Image
+
+    from .io.images import load_image
+
+    gen = Generator(pipe, output_dir)
+    cfg = pipe.config
+    defaults = Settings(
+        prompt="",
+        image_scale=float(cfg.default_image_guidance_scale),
+        text_scale=float(cfg.default_text_guidance_scale),
+        frames=int(cfg.default_num_frames),
+        fps=int(cfg.default_fps),
+    )
+
+    def fail(error: Exception, upload: str | None = None):
+        # Shown in the page as a toast; the server keeps running. Uploads live under a temp
+        # folder: name the file as the visitor knows it.
+        message = str(error).replace(upload, Path(upload).name) if upload else str(error)
+        raise gr.Error(message, print_exception=False) from None
+
+    def caption(clip: Clip) -> str:
+        lines = [clip.settings.describe(), *clip.history]
+        return "  \n".join(lines)
+
+    def on_upload(path):
+        if path is None:
+            return None
+        try:
+            return load_image(path)
+        except UserError as error:
+            fail(error, path)
+
+    # Gradio finds the progress tracker by its default value: B008 is the library's idiom here.
+    def on_generate(image, prompt, *sampling_and_gallery, progress=gr.Progress()):  # noqa: B008
+        *sampling, gallery = sampling_and_gallery
+        try:
+            settings = gen.settings(prompt, *sampling)
+            video = gen.generate(image, settings, progress)
+            path = gen.save(video, settings.fps)
+        except UserError as error:
+            fail(error, image)
+        clip = Clip(video, path, settings)
+        gallery = [*(gallery or []), (path, settings.describe())]
+        return path, path, caption(clip), clip, gallery, gallery, settings.seed
+
+    def on_extend(clip: Clip | None, gallery, progress=gr.Progress()):  # noqa: B008
+        if clip is None:
+            fail(UserError("generate a video first, then extend it"))
+        last = Image.fromarray(clip.frames[-1])
+        try:
+            video = gen.generate(last, clip.settings, progress)
+            frames = np.concatenate([clip.frames, video[1:]])  # the new clip starts on the old last frame
+            path = gen.save(frames, clip.settings.fps)
+        except UserError as error:
+            fail(error)
+        extended = Clip(frames, path, clip.settings, [*clip.history, f"extended to {len(frames)} frames"])
+        gallery = [*(gallery or []), (path, f"{clip.settings.describe()} · extended to {len(frames)} frames")]
+        return path, path, caption(extended), extended, gallery, gallery
+
+    def on_compare(image, prompt_a, prompt_b, *sampling_and_gallery, progress=gr.Progress()):  # noqa: B008
+        *sampling, gallery = sampling_and_gallery
+        outputs = []
+        try:
+            first = gen.settings(prompt_a, *sampling)
+            for prompt in (prompt_a, prompt_b):  # same seed: the prompts are the only difference
+                settings = Settings(**{**first.__dict__, "prompt": (prompt or "").strip()})
+                video = gen.generate(image, settings, progress)
+                outputs.append((gen.save(video, settings.fps), settings))
+        except UserError as error:
+            fail(error, image)
+        gallery = [*(gallery or []), *((p, s.describe()) for p, s in outputs)]
+        return outputs[0][0], outputs[1][0], gallery, gallery
+
+    with gr.Blocks(title="DreamVideo") as demo:
+        gr.Markdown(
+            "# DreamVideo\nImage-to-video with text control: the first frame keeps your image, "
+            "the prompt sets the motion. Image guidance raises fidelity, text guidance the action."
+        )
+        clip_state = gr.State(None)
+        gallery_state = gr.State([])
+        with gr.Row():
+            with gr.Column():
+                # A File (not an Image) input: Gradio's Image decodes uploads itself, with its own
+                # errors; this way every upload goes through the CLI's checks in `load_image`.
+                image = gr.File(
+                    label="Reference image", file_types=["image"], type="filepath", elem_id="image"
+                )
+                preview = gr.Image(label="Preview", interactive=False, height=160, elem_id="preview")
+                prompt = gr.Textbox(label="Prompt", placeholder="the camera zooms in", elem_id="prompt")
+                negative = gr.Textbox(label="Negative prompt", elem_id="negative")
+                mode = gr.Radio(list(MODES), value=defaults.mode, label="Guidance mode", elem_id="mode")
+                with gr.Row():
+                    s_img = gr.Slider(0, 10, value=defaults.image_scale, step=0.1, label="Image guidance")
+                    s_txt = gr.Slider(0, 15, value=defaults.text_scale, step=0.1, label="Text guidance")
+                with gr.Row():
+                    steps = gr.Slider(1, 100, value=defaults.steps, step=1, label="Steps", elem_id="steps")
+                    frames = gr.Slider(2, 64, value=defaults.frames, step=1, label="Frames", elem_id="frames")
+                    fps = gr.Slider(1, 30, value=defaults.fps, step=1, label="FPS")
+                with gr.Row():
+                    seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
+                    random_seed = gr.Checkbox(value=True, label="Random seed", elem_id="random-seed")
+                with gr.Row():
+                    generate = gr.Button("Generate", variant="primary", elem_id="generate")
+                    extend = gr.Button("Extend", elem_id="extend")
+                examples = [
+                    [str(EXAMPLES_DIR / name), text]
+                    for name, text in EXAMPLE_PROMPTS.items()
+                    if (EXAMPLES_DIR / name).is_file()
+                ]
+                if examples:
+                    gr.Examples(examples, inputs=[image, prompt], label="Examples")
+            with gr.Column():
+                video = gr.Video(label="Video", autoplay=True, loop=True, height=320, elem_id="video")
+                details = gr.Markdown(elem_id="details")
+                download = gr.File(label="Download", elem_id="download")
+        with gr.Accordion("Compare two prompts on the same image", open=False):
+            with gr.Row():
+                prompt_a = gr.Textbox(label="Prompt A", elem_id="prompt-a")
+                prompt_b = gr.Textbox(label="Prompt B", elem_id="prompt-b")
+            compare = gr.Button("Compare", elem_id="compare")
+            with gr.Row():
+                video_a = gr.Video(label="A", autoplay=True, loop=True, height=256, elem_id="video-a")
+                video_b = gr.Video(label="B", autoplay=True, loop=True, height=256, elem_id="video-b")
+        gallery = gr.Gallery(label="This session's videos", columns=6, height=260, elem_id="gallery")
+
+        image.change(on_upload, image, preview, api_name=False)
+        sampling = [negative, mode, s_img, s_txt, steps, frames, fps, seed, random_seed]
+        generate.click(
+            on_generate,
+            [image, prompt, *sampling, gallery_state],
+            [video, download, details, clip_state, gallery_state, gallery, seed],
+            api_name="generate",
+        )
+        extend.click(
+            on_extend,
+            [clip_state, gallery_state],
+            [video, download, details, clip_state, gallery_state, gallery],
+            api_name="extend",
+        )
+        compare.click(
+            on_compare,
+            [image, prompt_a, prompt_b, *sampling, gallery_state],
+            [video_a, video_b, gallery_state, gallery],
+            api_name="compare",
+        )
+    demo.dreamvideo_output_dir = gen.output_dir
+    return demo
+
+
+def launch(
+    pipe,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    concurrency: int = 1,
+    queue_size: int = 64,
+    max_upload_mb: float = 20,
+    block: bool = True,
+):
+    """Queue and serve the app; never opens a public share link."""
+    demo = build_app(pipe)
+    demo.queue(default_concurrency_limit=concurrency, max_size=queue_size)
+    demo.launch(
+        server_name=host,
+        server_port=port,
+        share=False,
+        max_file_size=int(max_upload_mb * 1024 * 1024),
+        allowed_paths=[str(demo.dreamvideo_output_dir)],
+        prevent_thread_lock=True,
+        show_error=True,
+        quiet=True,  # Gradio's banner suggests share=True, which this app never uses
+    )
+    if block:
+        print(f"DreamVideo web app on {demo.local_url} (Ctrl+C to stop)", flush=True)
+        try:
+            while True:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            print("stopping", flush=True)
+        finally:
+            demo.close()
+    return demo
