@@ -28,6 +28,7 @@ SCHEDULERS = {
     "ddpm": ("DDPMScheduler", {}),
 }
 MODES = ("image+text", "image", "text")
+DTYPES = {"fp32": None, "fp16": "float16", "bf16": "bfloat16"}  # torch dtype names, resolved lazily
 
 
 def _quiet_libraries() -> None:
@@ -114,6 +115,16 @@ def cli(debug: bool) -> None:
     help="Fit the image by centre crop or by padding.",
 )
 @click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
+@click.option(
+    "--dtype",
+    type=click.Choice(list(DTYPES)),
+    default="fp32",
+    show_default=True,
+    help="Precision: fp16/bf16 halve GPU memory; fp16 needs a GPU; on CPU fp32 is fastest.",
+)
+@click.option("--attention-slicing", is_flag=True, help="Compute attention in slices (less memory).")
+@click.option("--vae-slicing", is_flag=True, help="Decode one frame at a time (less memory).")
+@click.option("--cpu-offload", is_flag=True, help="Keep models on CPU until used (GPU memory; needs CUDA).")
 @debug_option
 def generate(
     image: Path,
@@ -134,6 +145,10 @@ def generate(
     segments: int,
     resize: str,
     device: str | None,
+    dtype: str,
+    attention_slicing: bool,
+    vae_slicing: bool,
+    cpu_offload: bool,
     debug: bool,
 ) -> None:
     """Generate a video from IMAGE following --prompt."""
@@ -152,7 +167,20 @@ def generate(
     reference = load_image(image)
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    pipe = load_pipeline(model).to(device)
+    on_gpu = torch.device(device).type == "cuda"
+    if dtype == "fp16" and not on_gpu:
+        raise UserError("--dtype fp16 needs a CUDA device; use bf16 (or fp32) on CPU")
+    if cpu_offload and not on_gpu:
+        raise UserError("--cpu-offload moves models to a GPU when used: it needs a CUDA device")
+    pipe = load_pipeline(model, dtype=getattr(torch, DTYPES[dtype]) if DTYPES[dtype] else None)
+    if cpu_offload:
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    if attention_slicing:
+        pipe.enable_attention_slicing()
+    if vae_slicing:
+        pipe.enable_vae_slicing()
     if scheduler:
         set_scheduler(pipe, scheduler)
     seed = random.randrange(2**31) if seed is None else seed

@@ -83,7 +83,10 @@ class DreamVideoPipeline(DiffusionPipeline):
     DDIM by default). Config values give the model's defaults (frames, fps, guidance scales).
     """
 
-    model_cpu_offload_seq = "text_encoder->retention_branch->unet->vae"
+    # The branch runs beside the UNet at every step, so it is left out of the chain (as diffusers
+    # does for ControlNet): it gets its own hook and stays on the device instead of swapping
+    # places with the UNet twice a step.
+    model_cpu_offload_seq = "text_encoder->unet->vae"
 
     def __init__(
         self,
@@ -211,13 +214,27 @@ class DreamVideoPipeline(DiffusionPipeline):
                 tensor = torch.nn.functional.interpolate(
                     tensor.float(), size=(height, width), mode="bilinear"
                 )
-            return tensor.to(self.device, self.retention_branch.dtype)
+            return tensor.to(self._execution_device, self.retention_branch.dtype)
         pil = (
             load_image(image, target_size=(width, height)) if isinstance(image, str | Path) else to_rgb(image)
         )
         return image_to_tensor(fit_image(pil, width, height, resize_mode)).to(
-            self.device, self.retention_branch.dtype
+            self._execution_device, self.retention_branch.dtype
         )
+
+    def encode_reference(self, reference: torch.Tensor) -> torch.Tensor:
+        """The branch's image features of a prepared reference (B, 3, H, W)."""
+        hook = getattr(self.retention_branch, "_hf_hook", None)
+        if hook is not None:  # model CPU offload: `encode_image` is not `forward`, so move it here
+            hook.pre_forward(self.retention_branch)
+        return self.retention_branch.encode_image(reference)
+
+    def enable_vae_slicing(self) -> None:
+        """Decode one frame at a time (the VAE's peak memory is per decoded batch)."""
+        self._decode_chunk_override = 1
+
+    def disable_vae_slicing(self) -> None:
+        self._decode_chunk_override = None
 
     def encode_text(
         self, prompts: list[str], negative_prompts: list[str]
@@ -229,6 +246,7 @@ class DreamVideoPipeline(DiffusionPipeline):
 
     def decode_latents(self, latents: torch.Tensor, decode_chunk_size: int = 16) -> torch.Tensor:
         """(B, C, F, h, w) latents -> (B, 3, F, H, W) frames in [-1, 1], a chunk of frames at a time."""
+        decode_chunk_size = getattr(self, "_decode_chunk_override", None) or decode_chunk_size
         batch, channels, frames, h, w = latents.shape
         flat = latents.permute(0, 2, 1, 3, 4).reshape(batch * frames, channels, h, w)
         flat = flat / self.vae.config.scaling_factor
@@ -313,7 +331,7 @@ class DreamVideoPipeline(DiffusionPipeline):
         # 1. Conditions that stay fixed for the whole video: computed once, not per step.
         text_embeds, null_text_embeds = self.encode_text(prompts, negatives)
         reference = torch.cat([self.prepare_image(im, height, width, resize_mode) for im in images])
-        null_features = self.retention_branch.encode_image(torch.zeros_like(reference))
+        null_features = self.encode_reference(torch.zeros_like(reference))
         conditions = guidance_conditions(mode)
 
         denoiser = self.denoiser  # one wrapper for the whole call, not one per step
@@ -321,13 +339,13 @@ class DreamVideoPipeline(DiffusionPipeline):
         segments: list[torch.Tensor] = []
         with self.progress_bar(total=total_steps) as progress:
             for segment in range(num_segments):
-                features = self.retention_branch.encode_image(reference)
+                features = self.encode_reference(reference)
                 # Batch of the conditions in `guidance_conditions` order: one forward per step.
                 context = torch.cat([text_embeds if t else null_text_embeds for _, t in conditions])
                 feature_batch = torch.cat([features if i else null_features for i, _ in conditions])
 
                 # 2. Denoise.
-                self.scheduler.set_timesteps(num_inference_steps, device=self.device)
+                self.scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
                 shape = (
                     batch,
                     self.unet.config.in_channels,
@@ -336,9 +354,11 @@ class DreamVideoPipeline(DiffusionPipeline):
                     width // self.vae_scale_factor,
                 )
                 if segment == 0 and latents is not None:
-                    x = latents.to(self.device, self.unet.dtype) * self.scheduler.init_noise_sigma
+                    x = latents.to(self._execution_device, self.unet.dtype) * self.scheduler.init_noise_sigma
                 else:
-                    x = randn_tensor(shape, generator=generator, device=self.device, dtype=self.unet.dtype)
+                    x = randn_tensor(
+                        shape, generator=generator, device=self._execution_device, dtype=self.unet.dtype
+                    )
                     x = x * self.scheduler.init_noise_sigma
                 for i, t in enumerate(self.scheduler.timesteps):
                     model_input = self.scheduler.scale_model_input(torch.cat([x] * len(conditions)), t)

@@ -212,6 +212,21 @@ class FrameRetentionBranch(ModelMixin, ConfigMixin):
                 branch.conv_in.bias.copy_(unet.conv_in.bias)
         return branch
 
+    def set_attention_slice(self, slice_size: int | str | None) -> None:
+        """Attention slicing for the branch's attention layers ('auto': half the heads per slice,
+        'max': one head at a time, None: off), called by the pipeline's `enable_attention_slicing`
+        beside the UNet's own."""
+        from diffusers.models.attention_processor import Attention
+
+        for module in self.modules():
+            if isinstance(module, Attention):
+                if slice_size is None:
+                    module.set_attention_slice(None)
+                    continue
+                heads = module.heads
+                size = {"auto": max(1, heads // 2), "max": 1}.get(slice_size, slice_size)
+                module.set_attention_slice(min(int(size), heads))
+
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
         """Reference image (B, 3, H, W) in [-1, 1] -> features (B, C, H/f, W/f).
 
