@@ -143,6 +143,20 @@ def test_t2v_and_i2v_stages_train_and_export_loadable_models(trained, photo):
     assert changed and all(any(t in k for t in ("temp_", "transformer_in")) for k in changed)
 
 
+def test_gradient_checkpointing_gives_the_same_training(trained, tmp_path):
+    """Recomputing activations in backward (the full-size memory saver) changes no number."""
+    tmp, out = trained
+    losses = {}
+    for checkpointing in (False, True):
+        run = tmp_path / f"gc-{checkpointing}"
+        config = write_config(
+            tmp_path, "i2v", 3, out=run, t2v=out["t2v"] / "pipeline", cache=tmp / "latents.safetensors"
+        )
+        train(load_config(config, {"optim.gradient_checkpointing": checkpointing}))
+        losses[checkpointing] = _losses(run)
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)
+
+
 def test_micro_stage_lowers_loss_quickly(tmp_path):
     """A longer micro VAE run: the loss falls clearly (the model learns)."""
     out = tmp_path / "vae"

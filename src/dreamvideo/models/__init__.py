@@ -1,11 +1,12 @@
 from .denoiser import DreamVideoDenoiser
 from .retention_branch import FrameRetentionBranch, ImageConditioningEncoder
-from .trainable import count_parameters, is_temporal_parameter, mark_trainable
+from .trainable import checkpoint_unet_blocks, count_parameters, is_temporal_parameter, mark_trainable
 
 __all__ = [
     "DreamVideoDenoiser",
     "FrameRetentionBranch",
     "ImageConditioningEncoder",
+    "checkpoint_unet_blocks",
     "count_parameters",
     "is_temporal_parameter",
     "mark_trainable",

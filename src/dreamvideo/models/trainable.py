@@ -6,6 +6,7 @@ layers train; the main UNet's spatial layers, the VAE and the text encoder stay 
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 # Module names of the temporal layers in diffusers' UNet3DConditionModel.
@@ -29,3 +30,21 @@ def mark_trainable(unet: nn.Module, branch: nn.Module, train_all: bool = False) 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def checkpoint_unet_blocks(unet: nn.Module) -> None:
+    """Gradient checkpointing for a UNet3DConditionModel (diffusers does not offer it for this
+    class): each down, mid and up block recomputes its activations in the backward pass."""
+    blocks = [*unet.down_blocks, unet.mid_block, *unet.up_blocks]
+    for block in blocks:
+        if block is None or getattr(block, "_dreamvideo_checkpointed", False):
+            continue
+        forward = block.forward
+
+        def checkpointed(*args, _forward=forward, **kwargs):
+            if torch.is_grad_enabled():
+                return torch.utils.checkpoint.checkpoint(_forward, *args, use_reentrant=False, **kwargs)
+            return _forward(*args, **kwargs)
+
+        block.forward = checkpointed
+        block._dreamvideo_checkpointed = True

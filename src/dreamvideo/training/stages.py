@@ -25,7 +25,7 @@ from ..data.latent_cache import LatentCache, build_latent_cache
 from ..data.sources import ClipSource, make_source
 from ..errors import UserError
 from ..metrics import ssim
-from ..models import DreamVideoDenoiser, mark_trainable
+from ..models import DreamVideoDenoiser, checkpoint_unet_blocks, mark_trainable
 from ..text import encode_prompts, load_minilm
 from .config import TrainConfig
 
@@ -250,6 +250,8 @@ class T2VStage(_LatentVideoStage):
         if "unet" in config.init:  # warm start: continue training an existing base UNet
             warm = UNet3DConditionModel.from_pretrained(config.init["unet"], use_safetensors=True)
             self.module.load_state_dict(warm.state_dict())
+        if config.optim.gradient_checkpointing:
+            checkpoint_unet_blocks(self.module)
         self.text_dropout = float(self.options.get("text_dropout", 0.1))
         self.open_cache()
 
@@ -310,8 +312,9 @@ class I2VStage(_LatentVideoStage):
         self._freeze(self.vae, self.text_encoder)
         self.module = DreamVideoDenoiser(pipe.unet, pipe.retention_branch).to(device)
         mark_trainable(pipe.unet, pipe.retention_branch, train_all=bool(self.options.get("train_all", False)))
-        if config.optim.gradient_checkpointing:
+        if config.optim.gradient_checkpointing:  # recompute block activations in backward
             pipe.retention_branch.gradient_checkpointing = True
+            checkpoint_unet_blocks(pipe.unet)
         # Independent condition dropout (InstructPix2Pix): image only, text only, both.
         self.p_drop = float(self.options.get("condition_dropout", 0.05))
         self.open_cache()
