@@ -113,3 +113,18 @@ def build_t2v(tokenizer: CLIPTokenizer, width_divisor: int = 8, seed: int = 0) -
         unet=build_unet(width_divisor, seed),
         scheduler=DDIMScheduler(**SCHEDULER_CONFIG),
     )
+
+
+def build_denoiser(width_divisor: int = 1, image_embed_channels: int = 4, seed: int = 0):
+    """ModelScope's UNet (random weights) + a retention branch copied from it, the DreamVideo
+    trainable set marked (branch + temporal layers): what full-size training optimises."""
+    from .denoiser import DreamVideoDenoiser
+    from .retention_branch import FrameRetentionBranch
+    from .trainable import mark_trainable
+
+    unet = build_unet(width_divisor, seed)
+    branch = FrameRetentionBranch.from_unet(
+        unet, image_embed_channels=image_embed_channels, downscale_factor=8
+    )
+    mark_trainable(unet, branch)
+    return DreamVideoDenoiser(unet, branch)

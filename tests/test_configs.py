@@ -1,0 +1,36 @@
+"""Every shipped training config loads, and every accelerate config is one accelerate accepts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dreamvideo.training.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").rglob("*.toml")), ids=lambda p: p.name)
+def test_training_configs_load(path):
+    config = load_config(path)
+    assert config.optim.steps > 0 and config.data.size % 8 == 0
+
+
+def test_fullsize_configs_follow_the_paper_setting():
+    config = load_config(ROOT / "configs" / "fullsize" / "i2v_256.toml")
+    assert (config.stage, config.data.size, config.data.num_frames) == ("i2v", 256, 16)
+    assert config.optim.gradient_checkpointing and config.optim.mixed_precision == "bf16"
+    assert not config.stage_options.get("train_all", False)  # branch + temporal layers only
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "configs" / "accelerate").glob("*.yaml")), ids=lambda p: p.name
+)
+def test_accelerate_configs_parse(path):
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    config = ClusterConfig.from_yaml_file(path)
+    assert config.mixed_precision == "bf16" and config.num_processes >= 1
+    if config.distributed_type == "DEEPSPEED":
+        assert config.deepspeed_config["zero_stage"] == 2
