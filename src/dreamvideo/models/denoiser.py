@@ -30,6 +30,8 @@ class DreamVideoDenoiser(nn.Module):
         conditioning_scale: float = 1.0,
     ) -> torch.Tensor:
         """Pass either precomputed `image_features` (sampling) or the pixel `image` (training)."""
+        # A permuted (non-contiguous) view crashed the CPU conv3d backward of PyTorch 2.13 (segfault).
+        latents = latents.contiguous()
         if image_features is None:
             if image is None:
                 raise ValueError("pass image_features or image")

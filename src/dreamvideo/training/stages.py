@@ -191,7 +191,8 @@ class _LatentVideoStage(Stage):
         dist = self.vae.encode(frames.flatten(0, 1)).latent_dist
         noise = torch.randn(dist.mean.shape, generator=generator).to(dist.mean.device)
         latents = (dist.mean + dist.std * noise) * self.vae.config.scaling_factor
-        return latents.reshape(b, f, *latents.shape[1:]).permute(0, 2, 1, 3, 4)
+        # contiguous: a permuted view reaching the UNet's conv3d backward crashes PyTorch's CPU kernels
+        return latents.reshape(b, f, *latents.shape[1:]).permute(0, 2, 1, 3, 4).contiguous()
 
     def noisy_latents(self, latents: torch.Tensor, generator: torch.Generator):
         noise = torch.randn(latents.shape, generator=generator).to(latents.device)
