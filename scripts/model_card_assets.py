@@ -28,7 +28,11 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     runs = Path(args.runs)
-    stages = {name: runs / name for name in ("vae", "t2v", "i2v") if (runs / name / "loss.csv").is_file()}
+    stages = {
+        name: runs / name
+        for name in ("vae", "vae_refine", "t2v", "t2v_refine", "i2v")
+        if (runs / name / "loss.csv").is_file()
+    }
     if stages:
         print(plot_losses(stages, out / "loss_curves.png"))
 
