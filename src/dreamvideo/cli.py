@@ -53,6 +53,12 @@ def set_scheduler(pipe, name: str) -> None:
 
 
 debug_option = click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+model_option = click.option(
+    "--model",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="DreamVideo model folder (default: the shipped model).",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -73,12 +79,7 @@ def cli(debug: bool) -> None:
     help="out.mp4, out.gif, or a folder for PNG frames.",
 )
 @click.option("--negative-prompt", default="", help="Text to steer away from (replaces the null text).")
-@click.option(
-    "--model",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="DreamVideo model folder (default: the shipped model).",
-)
+@model_option
 @click.option("--frames", type=int, default=None, help="Frames per segment (default: the model's).")
 @click.option("--height", type=int, default=None, help="Video height in pixels (default: the model's).")
 @click.option("--width", type=int, default=None, help="Video width in pixels (default: the model's).")
@@ -211,12 +212,7 @@ def generate(
 
 
 @cli.command()
-@click.option(
-    "--model",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="DreamVideo model folder (default: the shipped model).",
-)
+@model_option
 @debug_option
 def info(model: Path | None, debug: bool) -> None:
     """Show a model's components, parameter counts, resolution and frames."""
@@ -365,12 +361,7 @@ def evaluate() -> None:
 
 
 @evaluate.command("synthetic")
-@click.option(
-    "--model",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="DreamVideo model folder (default: the shipped model).",
-)
+@model_option
 @click.option("--num", type=int, default=200, show_default=True, help="Held-out clips.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for metrics.json.")
 @click.option("--image-scale", type=float, default=None)
@@ -430,12 +421,7 @@ def eval_synthetic(
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (0.0.0.0: all).")
 @click.option("--port", type=int, default=None, help="Port (default: the first free one from 7860).")
-@click.option(
-    "--model",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="DreamVideo model folder (default: the shipped model).",
-)
+@model_option
 @click.option("--concurrency", type=int, default=1, show_default=True, help="Videos generated at once.")
 @click.option("--queue-size", type=int, default=64, show_default=True, help="Requests waiting at most.")
 @click.option("--max-upload-mb", type=float, default=20, show_default=True, help="Upload size limit.")
