@@ -30,7 +30,7 @@ def main() -> None:
     runs = Path(args.runs)
     stages = {
         name: runs / name
-        for name in ("vae", "vae_refine", "t2v", "t2v_refine", "i2v")
+        for name in ("vae", "vae_refine", "t2v", "i2v")
         if (runs / name / "loss.csv").is_file()
     }
     if stages:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Reproduce the embedded default model on this project's procedural data: vae -> vae_refine ->
-# t2v -> t2v_refine -> i2v (each *_refine stage continues the previous one at a new learning-rate
-# schedule, on latents of the refined VAE), then install the exported pipeline as the default. Each stage resumes from its
+# Reproduce the embedded default model on this project's procedural data: vae -> vae_refine
+# (continues the VAE at a new learning-rate schedule) -> t2v -> i2v (both on latents of the
+# refined VAE), then install the exported pipeline as the default. Each stage resumes from its
 # checkpoints if interrupted; run again to continue.  Usage: bash scripts/train_default_model.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -157,6 +157,29 @@ def test_gradient_checkpointing_gives_the_same_training(trained, tmp_path):
     assert losses[True] == pytest.approx(losses[False], rel=1e-4)
 
 
+def test_v_prediction_flows_from_t2v_to_i2v_and_the_pipeline(trained, tmp_path, photo):
+    """t2v trained on velocity targets exports a v-prediction scheduler; i2v keeps it."""
+    from dreamvideo import load_pipeline
+
+    tmp, out = trained
+    t2v = tmp_path / "t2v-v"
+    config = write_config(tmp_path, "t2v", 2, out=t2v, vae=out["vae"] / "vae")
+    train(load_config(config, {"stage_options.prediction_type": "v_prediction"}))
+    scheduler = json.loads((t2v / "pipeline" / "scheduler" / "scheduler_config.json").read_text())
+    assert scheduler["prediction_type"] == "v_prediction"
+    i2v = tmp_path / "i2v-v"
+    config = write_config(tmp_path, "i2v", 2, out=i2v, t2v=t2v / "pipeline", cache=tmp / "latents.safetensors")
+    train(load_config(config))
+    pipe = load_pipeline(i2v / "pipeline")
+    assert pipe.scheduler.config.prediction_type == "v_prediction"
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe(photo, "a ball", num_inference_steps=2).frames.shape == (1, 4, 32, 32, 3)
+    with pytest.raises(UserError, match="differs from the base"):
+        train(load_config(config, {"stage_options.prediction_type": "epsilon"}))
+    with pytest.raises(UserError, match="prediction_type must be one of"):
+        train(load_config(config, {"stage": "t2v", "init.vae": str(out["vae"] / "vae"), "stage_options.prediction_type": "x0"}))
+
+
 def test_micro_stage_lowers_loss_quickly(tmp_path):
     """A longer micro VAE run: the loss falls clearly (the model learns)."""
     out = tmp_path / "vae"

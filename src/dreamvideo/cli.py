@@ -540,9 +540,9 @@ def protocol_options(f):
     return network_options(f)
 
 
-def _run_protocol(
-    items, model, out, frames, size, fps, seed, steps, image_scale, text_scale, batch_size, nets
-):
+def _run_protocol(items, model, out, frames, size, fps, seed, steps, image_scale, text_scale, batch_size,
+                  i3d, c3d, clip, no_fid, fid_frames, device, debug) -> None:  # fmt: skip
+    """Generate the planned clips (sharded over accelerate's processes), then the video metrics."""
     from accelerate import PartialState
 
     from .evaluation.protocols import ProtocolSettings, generate_protocol
@@ -556,14 +556,12 @@ def _run_protocol(
     _check_out_dir(out)
     settings = ProtocolSettings(frames, size, fps, seed, steps, image_scale, text_scale, batch_size)
     counts = generate_protocol(load_pipeline(model), items, out, settings)
-    state = PartialState()
-    if not state.is_main_process:
+    if not PartialState().is_main_process:
         return
     click.echo(
         f"clips: {counts['planned']} planned, {counts['already_done']} already generated, "
         f"{counts['generated_now']} generated now, {len(counts['unreadable'])} unreadable"
     )
-    i3d, c3d, clip, no_fid, fid_frames, device = nets
     metrics = evaluate_videos(
         out / "real", out / "fake", out, i3d, c3d, clip, fid=not no_fid, fid_frames=fid_frames, device=device
     )
@@ -578,48 +576,13 @@ def _run_protocol(
 @click.option("--template", default="a person {label}", show_default=True, help="Prompt from the class name.")
 @protocol_options
 @debug_option
-def eval_ucf101(
-    root,
-    per_class,
-    template,
-    model,
-    out,
-    frames,
-    size,
-    fps,
-    seed,
-    steps,
-    image_scale,
-    text_scale,
-    batch_size,
-    i3d,
-    c3d,
-    clip,
-    no_fid,
-    fid_frames,
-    device,
-    debug,
-) -> None:
+def eval_ucf101(root: Path, per_class: int, template: str, **options) -> None:
     """The UCF101 protocol: first real frame + class prompt -> video; FVD, IS, FFF-SSIM/CLIP."""
     from .evaluation.protocols import ucf101_plan
 
     if per_class < 1:
         raise UserError("--per-class must be positive")
-    items = ucf101_plan(root, per_class, seed, template)
-    _run_protocol(
-        items,
-        model,
-        out,
-        frames,
-        size,
-        fps,
-        seed,
-        steps,
-        image_scale,
-        text_scale,
-        batch_size,
-        (i3d, c3d, clip, no_fid, fid_frames, device),
-    )
+    _run_protocol(ucf101_plan(root, per_class, options["seed"], template), **options)
 
 
 @evaluate.command("msrvtt")
@@ -635,48 +598,13 @@ def eval_ucf101(
 @click.option("--num", type=int, default=None, help="At most this many test videos (default: all).")
 @protocol_options
 @debug_option
-def eval_msrvtt(
-    root,
-    annotations,
-    num,
-    model,
-    out,
-    frames,
-    size,
-    fps,
-    seed,
-    steps,
-    image_scale,
-    text_scale,
-    batch_size,
-    i3d,
-    c3d,
-    clip,
-    no_fid,
-    fid_frames,
-    device,
-    debug,
-) -> None:
+def eval_msrvtt(root: Path, annotations: Path | None, num: int | None, **options) -> None:
     """The MSR-VTT protocol: first real frame + caption -> video; FVD, IS, FFF-SSIM/CLIP."""
     from .evaluation.protocols import msrvtt_plan
 
     if num is not None and num < 1:
         raise UserError("--num must be positive")
-    items = msrvtt_plan(root, num, seed, annotations)
-    _run_protocol(
-        items,
-        model,
-        out,
-        frames,
-        size,
-        fps,
-        seed,
-        steps,
-        image_scale,
-        text_scale,
-        batch_size,
-        (i3d, c3d, clip, no_fid, fid_frames, device),
-    )
+    _run_protocol(msrvtt_plan(root, num, options["seed"], annotations), **options)
 
 
 @evaluate.command("report")

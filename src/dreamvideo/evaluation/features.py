@@ -97,49 +97,49 @@ class FrameInception:
         return np.concatenate(out)
 
 
-class VideoI3D:
-    """Video features for FVD: (B, T >= 16, H, W, 3) uint8 -> (B, 400), first 16 frames at 224."""
+class _VideoNetwork:
+    """A TorchScript video network fed the first `frames` frames, resized to `size` x `size`."""
 
-    name = "i3d"
+    name, flag, what, metric, frames, size = "", "", "", "", 16, 112
 
     def __init__(self, path: str | Path | None, device: str = "cpu", batch_size: int = 4):
-        self.net = _load_torchscript(path, "--i3d", "I3D network").to(device)
+        self.net = _load_torchscript(path, self.flag, self.what).to(device)
         self.device, self.batch_size = device, batch_size
+
+    def run(self, clips: torch.Tensor) -> torch.Tensor:
+        """(B, 3, T, H, W) in [0, 1] -> network output."""
+        raise NotImplementedError
 
     @torch.no_grad()
     def __call__(self, videos: list[np.ndarray]) -> np.ndarray:
-        short = [len(v) for v in videos if len(v) < FVD_FRAMES]
+        short = [len(v) for v in videos if len(v) < self.frames]
         if short:
-            raise MissingNetwork(f"FVD needs videos of at least {FVD_FRAMES} frames, some have {min(short)}")
+            raise MissingNetwork(
+                f"{self.metric} needs videos of at least {self.frames} frames, some have {min(short)}"
+            )
         out = []
         for chunk in _batches(videos, self.batch_size):
-            x = torch.stack([_resize(_frames_tensor(v[:FVD_FRAMES]), FVD_SIZE) for v in chunk])
-            x = x.permute(0, 2, 1, 3, 4) * 2 - 1  # (B, 3, T, H, W) in [-1, 1]
-            feats = self.net(x.to(self.device), rescale=False, resize=False, return_features=True)
-            out.append(feats.double().cpu().numpy())
+            x = torch.stack([_resize(_frames_tensor(v[: self.frames]), self.size) for v in chunk])
+            out.append(self.run(x.permute(0, 2, 1, 3, 4).to(self.device)).double().cpu().numpy())
         return np.concatenate(out)
 
 
-class VideoC3D:
-    """Class probabilities for IS: (B, T >= 16, H, W, 3) uint8 -> (B, classes)."""
+class VideoI3D(_VideoNetwork):
+    """Video features for FVD: (B, T >= 16, H, W, 3) uint8 -> (B, 400), first 16 frames at 224."""
 
-    name = "c3d"
+    name, flag, what, metric, frames, size = "i3d", "--i3d", "I3D network", "FVD", FVD_FRAMES, FVD_SIZE
 
-    def __init__(self, path: str | Path | None, device: str = "cpu", batch_size: int = 8):
-        self.net = _load_torchscript(path, "--c3d", "C3D classifier").to(device)
-        self.device, self.batch_size = device, batch_size
+    def run(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.net(clips * 2 - 1, rescale=False, resize=False, return_features=True)
 
-    @torch.no_grad()
-    def __call__(self, videos: list[np.ndarray]) -> np.ndarray:
-        short = [len(v) for v in videos if len(v) < C3D_FRAMES]
-        if short:
-            raise MissingNetwork(f"IS needs videos of at least {C3D_FRAMES} frames, some have {min(short)}")
-        out = []
-        for chunk in _batches(videos, self.batch_size):
-            x = torch.stack([_resize(_frames_tensor(v[:C3D_FRAMES]), C3D_SIZE) for v in chunk])
-            logits = self.net(x.permute(0, 2, 1, 3, 4).to(self.device))
-            out.append(logits.double().softmax(-1).cpu().numpy())
-        return np.concatenate(out)
+
+class VideoC3D(_VideoNetwork):
+    """Class probabilities for IS: (B, T >= 16, H, W, 3) uint8 -> (B, classes), 16 frames at 112."""
+
+    name, flag, what, metric, frames, size = "c3d", "--c3d", "C3D classifier", "IS", C3D_FRAMES, C3D_SIZE
+
+    def run(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.net(clips).double().softmax(-1)
 
 
 class ImageCLIP:
