@@ -177,7 +177,8 @@ def generate_protocol(
             seed = settings.seed + position[batch[0][0].key]
             videos = _pipe_frames(pipe, images, [it.prompt for it, _ in batch], settings, seed)
             for (it, _), video in zip(batch, videos, strict=True):
-                write_video((np.clip(video, 0, 1) * 255).round().astype(np.uint8), fake_dir / f"{it.key}.mp4")
+                frames_u8 = (np.clip(video, 0, 1) * 255).round().astype(np.uint8)
+                write_video(frames_u8, fake_dir / f"{it.key}.mp4", fps=max(1, round(settings.fps)))
             done += len(batch)
             batch.clear()
 
@@ -188,7 +189,7 @@ def generate_protocol(
                 continue
             real_file = real_dir / f"{it.key}.mp4"
             if not real_file.is_file():
-                write_video(frames, real_file, fps=round(settings.fps))
+                write_video(frames, real_file, fps=max(1, round(settings.fps)))
             batch.append((it, frames))
             if len(batch) == settings.batch_size:
                 flush()
