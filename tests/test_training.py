@@ -168,7 +168,9 @@ def test_v_prediction_flows_from_t2v_to_i2v_and_the_pipeline(trained, tmp_path, 
     scheduler = json.loads((t2v / "pipeline" / "scheduler" / "scheduler_config.json").read_text())
     assert scheduler["prediction_type"] == "v_prediction"
     i2v = tmp_path / "i2v-v"
-    config = write_config(tmp_path, "i2v", 2, out=i2v, t2v=t2v / "pipeline", cache=tmp / "latents.safetensors")
+    config = write_config(
+        tmp_path, "i2v", 2, out=i2v, t2v=t2v / "pipeline", cache=tmp / "latents.safetensors"
+    )
     train(load_config(config))
     pipe = load_pipeline(i2v / "pipeline")
     assert pipe.scheduler.config.prediction_type == "v_prediction"
@@ -177,7 +179,12 @@ def test_v_prediction_flows_from_t2v_to_i2v_and_the_pipeline(trained, tmp_path, 
     with pytest.raises(UserError, match="differs from the base"):
         train(load_config(config, {"stage_options.prediction_type": "epsilon"}))
     with pytest.raises(UserError, match="prediction_type must be one of"):
-        train(load_config(config, {"stage": "t2v", "init.vae": str(out["vae"] / "vae"), "stage_options.prediction_type": "x0"}))
+        train(
+            load_config(
+                config,
+                {"stage": "t2v", "init.vae": str(out["vae"] / "vae"), "stage_options.prediction_type": "x0"},
+            )
+        )
 
 
 def test_micro_stage_lowers_loss_quickly(tmp_path):
