@@ -277,6 +277,36 @@ def test_eval_videos_all_metrics_with_random_networks(video_sets, tmp_path, i3d_
     assert again["fvd"] == m["fvd"] and again["is_mean"] == m["is_mean"]
 
 
+def test_eval_videos_decodes_each_video_once(video_sets, tmp_path, i3d_file, c3d_file, monkeypatch):
+    import dreamvideo.evaluation.videos as videos_module
+
+    decoded = []
+    real_load = videos_module._load
+    monkeypatch.setattr(videos_module, "_load", lambda path: decoded.append(path.name) or real_load(path))
+    m = evaluate_videos(
+        video_sets / "real", video_sets / "fake", tmp_path / "out", i3d=i3d_file, c3d=c3d_file, fid=False
+    )
+    # I3D (both sets), C3D and the first frames all come from one pass over each set
+    assert sorted(decoded) == sorted(["a.mp4", "b.mp4", "c.mp4", "a.mp4", "b.mp4", "d.mp4", "broken.mp4"])
+    assert "fvd" in m and "is_mean" in m and "fff_ssim" in m
+
+
+def test_eval_videos_too_short_for_video_networks_skips_them_only(tmp_path, i3d_file, c3d_file):
+    rng = np.random.default_rng(1)
+    for folder in ("real", "fake"):
+        (tmp_path / folder).mkdir()
+        for name in ("x", "y"):
+            write_video(
+                rng.integers(0, 255, (8, 32, 32, 3), dtype=np.uint8), tmp_path / folder / f"{name}.mp4"
+            )
+    m = evaluate_videos(
+        tmp_path / "real", tmp_path / "fake", tmp_path / "out", i3d=i3d_file, c3d=c3d_file, fid=False
+    )
+    assert m["skipped"]["fvd"] == "FVD needs videos of at least 16 frames, some have 8"
+    assert "at least 16 frames" in m["skipped"]["is"] and "fvd" not in m and "is_mean" not in m
+    assert m["num_pairs"] == 2 and 0 <= m["fff_ssim"] <= 1
+
+
 def test_eval_videos_pairs_identical_first_frames_to_clip_similarity_one(video_sets, tmp_path):
     clip = _tiny_clip_folder(tmp_path / "clip")
     m = evaluate_videos(video_sets / "real", video_sets / "real", tmp_path / "o", clip=clip, fid=False)

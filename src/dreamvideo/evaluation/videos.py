@@ -14,7 +14,8 @@ from that real video's first frame) and give the first-frame-fidelity metrics.
 - fff_clip: cosine similarity of CLIP image embeddings of the two first frames (needs `clip`).
 
 Features are cached under `out/cache/`, keyed by the files (name, size, mtime) and the
-network, so a re-run (or adding `--i3d` later) recomputes only what is new. A metric whose
+network, so a re-run (or adding `--i3d` later) recomputes only what is new; what is not
+cached comes from one decoding pass per set that feeds every network. A metric whose
 network is missing is listed under `skipped` with the reason and has no value.
 """
 
@@ -26,6 +27,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -100,16 +102,20 @@ class VideoSet:
             yield batch
 
 
-def _cached(cache: Path, name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
-    file = cache / f"{name}.npy"
-    if file.is_file():
-        return np.load(file)
-    value = compute()
-    cache.mkdir(parents=True, exist_ok=True)
+class _Network(NamedTuple):
+    """A feature network as one decoding pass feeds it: `fn` maps a list of videos (each
+    prepared by `per_video`) to one feature row per video; `settings` join the cache key."""
+
+    fn: Callable[[list[np.ndarray]], np.ndarray]
+    per_video: Callable[[np.ndarray], np.ndarray] = lambda frames: frames
+    settings: tuple = ()
+
+
+def _save_atomic(file: Path, value: np.ndarray) -> None:
+    file.parent.mkdir(parents=True, exist_ok=True)
     tmp = file.with_suffix(".tmp.npy")
     np.save(tmp, value)
     tmp.replace(file)
-    return value
 
 
 def _even(frames: np.ndarray, count: int | None) -> np.ndarray:
@@ -118,23 +124,41 @@ def _even(frames: np.ndarray, count: int | None) -> np.ndarray:
     return frames[np.linspace(0, len(frames) - 1, count).round().astype(int)]
 
 
-def _features(
-    videos: VideoSet, cache: Path, net_name: str, fn: Callable, per_video: Callable, settings=()
-) -> np.ndarray:
-    key = f"{videos.role}-{net_name}-{_digest(list(videos.paths.values()), net_name, *settings)}"
-
-    def compute() -> np.ndarray:
-        out = []
-        with tqdm(total=len(videos.paths), desc=f"{net_name} {videos.role}", dynamic_ncols=True) as bar:
-            for batch in videos.stream():
-                if batch:
-                    out.append(fn([per_video(frames) for _, frames in batch]))
-                bar.update(len(batch))
-        if not out:
+def _set_features(
+    videos: VideoSet, cache: Path, networks: dict[str, _Network], first_of: set[str]
+) -> tuple[dict[str, np.ndarray], dict[str, MissingNetwork], dict[str, np.ndarray]]:
+    """Features of every video of the set for each network, from the cache where present and
+    otherwise from ONE decoding pass that feeds all the networks still missing (decoding is
+    the slow part). Also returns the networks that refused the set (e.g. videos too short for
+    I3D) and the first frames of the videos named in `first_of`."""
+    paths = list(videos.paths.values())
+    files = {
+        name: cache / f"{videos.role}-{name}-{_digest(paths, name, *net.settings)}.npy"
+        for name, net in networks.items()
+    }
+    features = {name: np.load(f) for name, f in files.items() if f.is_file()}
+    todo = {name: net for name, net in networks.items() if name not in features}
+    failed: dict[str, MissingNetwork] = {}
+    first: dict[str, np.ndarray] = {}
+    if not todo:
+        return features, failed, _first_frames(videos, sorted(first_of))
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in todo}
+    with tqdm(total=len(paths), desc=f"{'+'.join(todo)} {videos.role}", dynamic_ncols=True) as bar:
+        for batch in videos.stream():
+            first.update((key, frames[0]) for key, frames in batch if key in first_of)
+            for name, net in list(todo.items()) if batch else []:
+                try:
+                    parts[name].append(net.fn([net.per_video(frames) for _, frames in batch]))
+                except MissingNetwork as e:  # this network cannot use the set; the others go on
+                    failed[name] = e
+                    del todo[name]
+            bar.update(len(batch))
+    for name in todo:
+        if not parts[name]:
             raise UserError(f"no readable videos in the {videos.role} set")
-        return np.concatenate(out)
-
-    return _cached(cache, key, compute)
+        features[name] = np.concatenate(parts[name])
+        _save_atomic(files[name], features[name])
+    return features, failed, first
 
 
 def _first_frames(videos: VideoSet, keys: list[str]) -> dict[str, np.ndarray]:
@@ -169,72 +193,64 @@ def evaluate_videos(
     metrics: dict = {"real": str(real_dir), "fake": str(fake_dir)}
     skipped: dict[str, str] = {}
 
-    def attempt(names: tuple[str, ...], compute: Callable[[], dict]) -> None:
+    def load(metric: str, make: Callable[[], Callable]) -> Callable | None:
         try:
-            metrics.update(compute())
+            return make()
         except MissingNetwork as e:
-            for n in names:
-                skipped[n] = str(e)
+            skipped[metric] = str(e)
+            return None
 
-    def frame_fid() -> dict:
-        if not fid:
-            raise MissingNetwork("FID switched off (--no-fid)")
-        net = FrameInception(inception, device)
-
-        def frames_of(videos: list[np.ndarray]) -> np.ndarray:
-            return np.concatenate([net(v) for v in videos])  # videos may differ in size
-
-        stats = [
-            GaussianStats.of(
-                _features(s, cache, "inception", frames_of, lambda f: _even(f, fid_frames), (fid_frames,))
-            )
-            for s in (real, fake)
-        ]
-        return {
-            "fid": frechet_distance_of(*stats),
-            "fid_frames_real": stats[0].count,
-            "fid_frames_fake": stats[1].count,
-        }
-
-    def fvd() -> dict:
-        net = VideoI3D(i3d, device)
-        stats = [GaussianStats.of(_features(s, cache, "i3d", net, lambda f: f)) for s in (real, fake)]
-        return {"fvd": frechet_distance_of(*stats)}
-
-    def inception_score_() -> dict:
-        net = VideoC3D(c3d, device)
-        probs = _features(fake, cache, "c3d", net, lambda f: f)
-        mean, std = inception_score(probs, splits=min(is_splits, len(probs)))
-        return {"is_mean": mean, "is_std": std}
-
-    attempt(("fid",), frame_fid)
-    attempt(("fvd",), fvd)
-    attempt(("is",), inception_score_)
+    both: dict[str, _Network] = {}  # networks fed the real and the generated set
+    if not fid:
+        skipped["fid"] = "FID switched off (--no-fid)"
+    elif net := load("fid", lambda: FrameInception(inception, device)):
+        # videos may differ in size, so the frame network sees them one at a time
+        both["inception"] = _Network(
+            lambda videos, net=net: np.concatenate([net(v) for v in videos]),
+            lambda f: _even(f, fid_frames),
+            (fid_frames,),
+        )
+    if net := load("fvd", lambda: VideoI3D(i3d, device)):
+        both["i3d"] = _Network(net)
+    fake_only = {"c3d": _Network(net)} if (net := load("is", lambda: VideoC3D(c3d, device))) else {}
 
     pairs = sorted(set(real.paths) & set(fake.paths))
+    real_features, real_failed, real_first = _set_features(real, cache, both, set(pairs))
+    fake_features, fake_failed, fake_first = _set_features(fake, cache, both | fake_only, set(pairs))
+    for name, metric in (("inception", "fid"), ("i3d", "fvd"), ("c3d", "is")):
+        if e := real_failed.get(name) or fake_failed.get(name):
+            skipped[metric] = str(e)
+    if "fid" not in skipped and "inception" in both:
+        stats = [GaussianStats.of(f["inception"]) for f in (real_features, fake_features)]
+        metrics["fid"] = frechet_distance_of(*stats)
+        metrics["fid_frames_real"], metrics["fid_frames_fake"] = stats[0].count, stats[1].count
+    if "fvd" not in skipped and "i3d" in both:
+        metrics["fvd"] = frechet_distance_of(
+            GaussianStats.of(real_features["i3d"]), GaussianStats.of(fake_features["i3d"])
+        )
+    if "is" not in skipped and fake_only:
+        probs = fake_features["c3d"]
+        metrics["is_mean"], metrics["is_std"] = inception_score(probs, splits=min(is_splits, len(probs)))
+
     metrics["num_real"], metrics["num_fake"], metrics["num_pairs"] = (
         len(real.paths),
         len(fake.paths),
         len(pairs),
     )
-    if pairs:
-        real_first, fake_first = _first_frames(real, pairs), _first_frames(fake, pairs)
-        keys = [k for k in pairs if k in real_first and k in fake_first]
+    keys = [k for k in pairs if k in real_first and k in fake_first]
+    if keys:
         a = torch.from_numpy(np.stack([fake_first[k] for k in keys])).permute(0, 3, 1, 2).float() / 255
         b = np.stack([_match_size(real_first[k], fake_first[k]) for k in keys])
         b = torch.from_numpy(b).permute(0, 3, 1, 2).float() / 255
         metrics["fff_ssim"] = float(ssim(a, b))
         metrics["fff_psnr"] = float(psnr(a, b).mean())
-
-        def fff_clip() -> dict:
-            net = ImageCLIP(clip, device)
-            ea = net(np.stack([fake_first[k] for k in keys]))
-            eb = net(np.stack([real_first[k] for k in keys]))
-            return {"fff_clip": float((ea * eb).sum(1).mean())}
-
-        attempt(("fff_clip",), fff_clip)
+        if clip_net := load("fff_clip", lambda: ImageCLIP(clip, device)):
+            ea = clip_net(np.stack([fake_first[k] for k in keys]))
+            eb = clip_net(np.stack([real_first[k] for k in keys]))
+            metrics["fff_clip"] = float((ea * eb).sum(1).mean())
     else:
-        skipped["fff_ssim"] = skipped["fff_clip"] = "no paired videos (no file stem in both folders)"
+        why = "no readable paired videos" if pairs else "no paired videos (no file stem in both folders)"
+        skipped["fff_ssim"] = skipped["fff_clip"] = why
 
     unreadable = {"real": real.unreadable, "fake": fake.unreadable}
     metrics["unreadable"] = {k: v for k, v in unreadable.items() if v}
