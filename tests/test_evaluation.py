@@ -463,3 +463,12 @@ def test_synthetic_variants_sweep_and_reports(tmp_path, capsys, model_dir):
     assert code == 2 and "--sweep-image" in err
     code, _, err = run(capsys, "eval", "synthetic", *common, "--sweep-image", "1", "--out", tmp_path / "s")
     assert code == 2 and "both" in err
+
+
+def test_cli_variant_choices_match_the_evaluation_variants():
+    # cli.py lists them itself so that `dreamvideo --help` does not import torch
+    from dreamvideo.cli import eval_synthetic
+    from dreamvideo.evaluation.synthetic import VARIANTS
+
+    option = next(p for p in eval_synthetic.params if p.name == "variant")
+    assert tuple(option.type.choices) == VARIANTS
