@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from dreamvideo.errors import UserError
 from dreamvideo.training.checkpoint import latest_checkpoint, load_checkpoint
 from dreamvideo.training.config import load_config
-from dreamvideo.training.trainer import train
+from dreamvideo.training.trainer import export_checkpoint, train
 
 MICRO = {
     "vae": """
@@ -228,6 +228,30 @@ def test_corrupt_or_missing_checkpoint_is_a_clear_error(tmp_path):
         train(config, resume=True)
 
 
+def test_export_checkpoint_equals_the_finished_runs_export(trained, tmp_path):
+    tmp, out = trained
+    config = load_config(sorted(tmp.glob("i2v-*.toml"))[0])
+    target = export_checkpoint(config, tmp_path / "exported")  # the last checkpoint is step 10
+    for part in ("unet", "retention_branch"):
+        a = load_file(next((out["i2v"] / "pipeline" / part).glob("*.safetensors")))
+        b = load_file(next((target / part).glob("*.safetensors")))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not list(tmp_path.glob(".*"))  # no staging folder left behind
+    with pytest.raises(UserError, match="already exists"):
+        export_checkpoint(config, target)
+
+
+def test_export_checkpoint_cli_errors(tmp_path, capsys):
+    from dreamvideo.cli import main
+
+    config = write_config(tmp_path, "vae", 10, out=tmp_path / "vae")
+    assert main(["train", str(config), "--export-checkpoint", str(tmp_path / "x")]) == 2
+    assert "no checkpoint in" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    train(load_config(config), max_steps=5)
+    assert main(["train", str(config), "--export-checkpoint", str(tmp_path / "x")]) == 0
+    assert (tmp_path / "x" / "config.json").is_file()
+
+
 def test_config_errors(tmp_path):
     with pytest.raises(UserError, match="not found"):
         load_config(tmp_path / "none.toml")
@@ -252,7 +276,7 @@ def test_two_process_ddp_keeps_ranks_equal(tmp_path):
 import os
 import torch.distributed as dist
 from dreamvideo.training.config import load_config
-from dreamvideo.training.trainer import train
+from dreamvideo.training.trainer import export_checkpoint, train
 summary = train(load_config({str(config)!r}))
 digests = [None] * dist.get_world_size()
 dist.all_gather_object(digests, summary["param_digest"])

@@ -306,12 +306,23 @@ def convert(
     metavar="KEY=VALUE",
     help="Override a config value, e.g. --set optim.steps=100 (TOML value syntax).",
 )
+@click.option(
+    "--export-checkpoint",
+    "export_to",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Do not train: export the latest checkpoint's EMA weights to this new folder "
+    "(a pipeline, or a VAE for the vae stage), e.g. to evaluate a run that is still going.",
+)
 @debug_option
-def train(config: Path, resume: bool, overrides: tuple[str, ...], debug: bool) -> None:
+def train(
+    config: Path, resume: bool, overrides: tuple[str, ...], export_to: Path | None, debug: bool
+) -> None:
     """Train a stage (vae, t2v or i2v) from a TOML CONFIG; see configs/."""
     import tomllib
 
     from .training.config import load_config
+    from .training.trainer import export_checkpoint
     from .training.trainer import train as run_training
 
     values = {}
@@ -323,6 +334,9 @@ def train(config: Path, resume: bool, overrides: tuple[str, ...], debug: bool) -
             values[key.strip()] = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
             values[key.strip()] = raw  # a bare string
+    if export_to is not None:
+        click.echo(f"exported to {export_checkpoint(load_config(config, values), export_to)}")
+        return
     summary = run_training(load_config(config, values), resume=resume)
     click.echo(json.dumps(summary))
     if summary["interrupted"]:

@@ -13,6 +13,7 @@ import csv
 import hashlib
 import json
 import math
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -235,6 +236,37 @@ def train(config: TrainConfig, resume: bool = False, max_steps: int | None = Non
             "continue with --resume"
         )
     return summary
+
+
+def export_checkpoint(config: TrainConfig, target: Path, checkpoint: Path | None = None) -> Path:
+    """Export a checkpoint's EMA weights (default: the latest) the way a finished run exports
+    its stage, into `target` — to evaluate or sample a run while it is still training. The
+    folder appears complete or not at all."""
+    target = Path(target)
+    if target.exists():
+        raise UserError(f"{target} already exists: choose a new folder")
+    path = checkpoint or latest_checkpoint(Path(config.output_dir) / "checkpoints")
+    if path is None:
+        raise UserError(f"no checkpoint in {Path(config.output_dir) / 'checkpoints'} to export")
+    state = load_checkpoint(path)
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    device = torch.device("cpu")
+    stage = STAGES[config.stage](config, device)
+    try:
+        stage.module.load_state_dict(state["model"])
+        params = stage.trainable_parameters()
+        ema = EMA(params, config.optim.ema_decay)
+        ema.load_state_dict(state["ema"])
+        ema.copy_to(params)
+    except (RuntimeError, KeyError) as e:
+        raise UserError(f"checkpoint {path} does not match this config's model: {e}") from e
+    staging = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    exported = stage.export(staging)
+    exported.rename(target)
+    shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 def _truncate_log(path: Path, step: int) -> None:
