@@ -1,12 +1,16 @@
-"""Figures of the default model's card: loss curves of the three stages and a contact sheet
+"""Figures of the default model's card: loss curves of the training stages and a contact sheet
 (one image, several prompts, the three guidance modes).
 
     python scripts/model_card_assets.py [--model DIR] [--runs runs/tiny] [--out docs/model-card]
+
+Each stage's loss.csv is copied to OUT/losses/STAGE.csv (small text files, kept in the repo)
+and read from there when runs/ no longer has it, so the figure survives a new machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +20,8 @@ from dreamvideo.data.synthetic import make_clip
 from dreamvideo.evaluation.report import contact_sheet, plot_losses
 from dreamvideo.io.images import fit_image, load_image
 from dreamvideo.loading import load_pipeline
+
+STAGES = ("vae", "vae_refine", "t2v", "i2v", "i2v_more")
 
 
 def main() -> None:
@@ -27,12 +33,16 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    runs = Path(args.runs)
-    stages = {
-        name: runs / name
-        for name in ("vae", "vae_refine", "t2v", "i2v")
-        if (runs / name / "loss.csv").is_file()
-    }
+    runs, kept = Path(args.runs), out / "losses"
+    stages = {}
+    for name in STAGES:
+        log = runs / name / "loss.csv"
+        if log.is_file():
+            kept.mkdir(exist_ok=True)
+            (kept / name / "loss.csv").parent.mkdir(exist_ok=True)
+            shutil.copyfile(log, kept / name / "loss.csv")
+        if (kept / name / "loss.csv").is_file():
+            stages[name] = kept / name
     if stages:
         print(plot_losses(stages, out / "loss_curves.png"))
 

@@ -304,3 +304,26 @@ os._exit(0)
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("RANKS-EQUAL") == 2
+
+
+def test_timestep_sampling_options(tmp_path, trained):
+    from dreamvideo.training.stages import STAGES
+
+    tmp, _ = trained
+    base = sorted(tmp.glob("i2v-*.toml"))[0]
+    uniform = STAGES["i2v"](load_config(base), torch.device("cpu"))
+    high = STAGES["i2v"](
+        load_config(
+            base,
+            {"stage_options.timestep_sampling": "logit_normal", "stage_options.timestep_logit_mean": 1.5},
+        ),
+        torch.device("cpu"),
+    )
+    u = uniform.sample_timesteps(4000, torch.Generator().manual_seed(0)).float()
+    h = high.sample_timesteps(4000, torch.Generator().manual_seed(0)).float()
+    assert h.min() >= 0 and h.max() <= 999 and abs(u.mean().item() - 500) < 25
+    assert h.median().item() > 780  # sigmoid(1.5) * 1000 = 818: high noise favoured
+    # the default draws exactly what the trainer drew before the option existed
+    assert torch.equal(u.long(), torch.randint(0, 1000, (4000,), generator=torch.Generator().manual_seed(0)))
+    with pytest.raises(UserError, match="timestep_sampling must be one of"):
+        STAGES["i2v"](load_config(base, {"stage_options.timestep_sampling": "cosine"}), torch.device("cpu"))

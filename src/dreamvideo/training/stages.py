@@ -35,6 +35,7 @@ NOISE_SCHEDULE = dict(
 # What the UNet predicts. "v_prediction" (Salimans & Ho 2022) keeps the clean-latent estimate
 # bounded at high noise levels, where a small undertrained ε-model's errors are amplified ~15x.
 PREDICTION_TYPES = ("epsilon", "v_prediction")
+TIMESTEP_SAMPLINGS = ("uniform", "logit_normal")
 
 
 def _frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
@@ -157,6 +158,20 @@ class _LatentVideoStage(Stage):
         self.noise_scheduler = DDPMScheduler(**NOISE_SCHEDULE, prediction_type=prediction_type)
         self.null_prompt = ""
         self.cache: LatentCache | None = None
+        # Which noise levels training visits. "uniform" (DDPM). "logit_normal" (as SD3): t/T is
+        # sigmoid(N(mean, std)), mixed with a `timestep_uniform_share` of uniform draws; a
+        # positive mean favours high noise, where the layout and motion of a clip are decided.
+        self.timestep_sampling = str(self.options.get("timestep_sampling", "uniform"))
+        if self.timestep_sampling not in TIMESTEP_SAMPLINGS:
+            raise UserError(
+                f"timestep_sampling must be one of {', '.join(TIMESTEP_SAMPLINGS)}, "
+                f"got {self.timestep_sampling!r}"
+            )
+        self.logit_mean = float(self.options.get("timestep_logit_mean", 0.0))
+        self.logit_std = float(self.options.get("timestep_logit_std", 1.0))
+        self.uniform_share = float(self.options.get("timestep_uniform_share", 0.0))
+        if self.logit_std <= 0 or not 0 <= self.uniform_share <= 1:
+            raise UserError("timestep_logit_std must be > 0 and timestep_uniform_share in [0, 1]")
 
     @property
     def prediction_type(self) -> str:
@@ -208,13 +223,21 @@ class _LatentVideoStage(Stage):
     def noisy_latents(self, latents: torch.Tensor, generator: torch.Generator):
         """Noised latents, the regression target (noise or velocity), and the timesteps."""
         noise = torch.randn(latents.shape, generator=generator).to(latents.device)
-        steps = torch.randint(
-            0, self.noise_scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator
-        ).to(latents.device)
+        steps = self.sample_timesteps(latents.shape[0], generator).to(latents.device)
         noisy = self.noise_scheduler.add_noise(latents, noise, steps)
         if self.prediction_type == "v_prediction":
             return noisy, self.noise_scheduler.get_velocity(latents, noise, steps), steps
         return noisy, noise, steps
+
+    def sample_timesteps(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        total = self.noise_scheduler.config.num_train_timesteps
+        steps = torch.randint(0, total, (n,), generator=generator)
+        if self.timestep_sampling == "logit_normal":
+            u = torch.sigmoid(self.logit_mean + self.logit_std * torch.randn(n, generator=generator))
+            biased = (u * total).long().clamp(0, total - 1)
+            keep_uniform = torch.rand(n, generator=generator) < self.uniform_share
+            steps = torch.where(keep_uniform, steps, biased)
+        return steps
 
     @torch.no_grad()
     def text_embeddings(self, captions: list[str], drop_text: torch.Tensor) -> torch.Tensor:
