@@ -3,7 +3,7 @@
 
     python scripts/model_card_assets.py [--model DIR] [--runs runs/tiny] [--out docs/model-card]
 
-Each stage's loss.csv is copied to OUT/losses/STAGE.csv (small text files, kept in the repo)
+Each stage's loss.csv is copied to OUT/losses/STAGE/loss.csv (small text files, kept in the repo)
 and read from there when runs/ no longer has it, so the figure survives a new machine.
 """
 
@@ -38,8 +38,7 @@ def main() -> None:
     for name in STAGES:
         log = runs / name / "loss.csv"
         if log.is_file():
-            kept.mkdir(exist_ok=True)
-            (kept / name / "loss.csv").parent.mkdir(exist_ok=True)
+            (kept / name).mkdir(parents=True, exist_ok=True)
             shutil.copyfile(log, kept / name / "loss.csv")
         if (kept / name / "loss.csv").is_file():
             stages[name] = kept / name
