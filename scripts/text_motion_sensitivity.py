@@ -19,6 +19,7 @@ from dreamvideo.data.synthetic import ACTIONS, OPPOSITES
 from dreamvideo.loading import load_pipeline
 from dreamvideo.models import DreamVideoDenoiser
 from dreamvideo.text import encode_prompts
+from dreamvideo.training.stages import noised_target
 
 
 def main() -> None:
@@ -53,11 +54,7 @@ def main() -> None:
     for t in (int(x) for x in args.timesteps.split(",")):
         noise = torch.randn(latents.shape, generator=generator)
         steps = torch.full((len(picked),), t)
-        noisy = scheduler.add_noise(latents, noise, steps)
-        if scheduler.config.prediction_type == "v_prediction":
-            target = scheduler.get_velocity(latents, noise, steps)
-        else:
-            target = noise
+        noisy, target = noised_target(scheduler, latents, noise, steps)
         loss = {}
         with torch.no_grad():
             for name, context in contexts.items():

@@ -228,6 +228,20 @@ def test_corrupt_or_missing_checkpoint_is_a_clear_error(tmp_path):
         train(config, resume=True)
 
 
+def test_checkpoint_of_another_model_is_a_clear_error(tmp_path):
+    """Resume and export refuse a checkpoint whose weights do not fit the config's model."""
+    out = tmp_path / "vae"
+    train(load_config(write_config(tmp_path, "vae", 10, out=out)), max_steps=5)
+    other = write_config(tmp_path, "vae", 10, out=out)
+    other.write_text(other.read_text().replace("[8, 16]", "[8, 8]"))
+    config = load_config(other)
+    with pytest.raises(UserError, match="does not match this config's model"):
+        train(config, resume=True)
+    with pytest.raises(UserError, match="does not match this config's model"):
+        export_checkpoint(config, tmp_path / "exported")
+    assert not (tmp_path / "exported").exists() and not list(tmp_path.glob(".exported*"))
+
+
 def test_export_checkpoint_equals_the_finished_runs_export(trained, tmp_path):
     tmp, out = trained
     config = load_config(sorted(tmp.glob("i2v-*.toml"))[0])
@@ -327,3 +341,21 @@ def test_timestep_sampling_options(tmp_path, trained):
     assert torch.equal(u.long(), torch.randint(0, 1000, (4000,), generator=torch.Generator().manual_seed(0)))
     with pytest.raises(UserError, match="timestep_sampling must be one of"):
         STAGES["i2v"](load_config(base, {"stage_options.timestep_sampling": "cosine"}), torch.device("cpu"))
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_noised_target_follows_the_ddpm_formulas(prediction_type):
+    """x_t = √ᾱ x0 + √(1-ᾱ) ε; the target is ε, or v = √ᾱ ε - √(1-ᾱ) x0."""
+    from diffusers import DDPMScheduler
+
+    from dreamvideo.training.stages import NOISE_SCHEDULE, noised_target
+
+    scheduler = DDPMScheduler(**NOISE_SCHEDULE, prediction_type=prediction_type)
+    gen = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(3, 4, 2, 8, 8, generator=gen), torch.randn(3, 4, 2, 8, 8, generator=gen)
+    steps = torch.tensor([0, 500, 999])
+    noisy, target = noised_target(scheduler, x0, noise, steps)
+    a = scheduler.alphas_cumprod[steps].sqrt().view(-1, 1, 1, 1, 1)
+    s = (1 - scheduler.alphas_cumprod[steps]).sqrt().view(-1, 1, 1, 1, 1)
+    torch.testing.assert_close(noisy, a * x0 + s * noise)
+    torch.testing.assert_close(target, noise if prediction_type == "epsilon" else a * noise - s * x0)

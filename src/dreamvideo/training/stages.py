@@ -43,6 +43,17 @@ def _frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(frames).movedim(-1, -3).float() / 127.5 - 1.0
 
 
+def noised_target(
+    scheduler: DDPMScheduler, latents: torch.Tensor, noise: torch.Tensor, steps: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The latents noised to `steps` and what the denoiser regresses there: the noise (ε) or
+    the velocity (v), by the scheduler's prediction type."""
+    noisy = scheduler.add_noise(latents, noise, steps)
+    if scheduler.config.prediction_type == "v_prediction":
+        return noisy, scheduler.get_velocity(latents, noise, steps)
+    return noisy, noise
+
+
 class Stage:
     name = ""
     module: nn.Module
@@ -224,10 +235,7 @@ class _LatentVideoStage(Stage):
         """Noised latents, the regression target (noise or velocity), and the timesteps."""
         noise = torch.randn(latents.shape, generator=generator).to(latents.device)
         steps = self.sample_timesteps(latents.shape[0], generator).to(latents.device)
-        noisy = self.noise_scheduler.add_noise(latents, noise, steps)
-        if self.prediction_type == "v_prediction":
-            return noisy, self.noise_scheduler.get_velocity(latents, noise, steps), steps
-        return noisy, noise, steps
+        return *noised_target(self.noise_scheduler, latents, noise, steps), steps
 
     def sample_timesteps(self, n: int, generator: torch.Generator) -> torch.Tensor:
         total = self.noise_scheduler.config.num_train_timesteps

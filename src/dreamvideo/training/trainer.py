@@ -104,11 +104,7 @@ def train(config: TrainConfig, resume: bool = False, max_steps: int | None = Non
         if path is None:
             raise UserError(f"nothing to resume: no checkpoint in {checkpoints}")
         state = load_checkpoint(path)
-        try:
-            accelerator.unwrap_model(module).load_state_dict(state["model"])
-        except RuntimeError as e:
-            raise UserError(f"checkpoint {path} does not match this config's model: {e}") from e
-        ema.load_state_dict(state["ema"])
+        _restore_weights(accelerator.unwrap_model(module), ema, state, path)
         optimizer.load_state_dict(state["optimizer"])
         lr_scheduler.load_state_dict(state["trainer"]["lr_scheduler"])
         torch.set_rng_state(state["rng"])
@@ -253,20 +249,25 @@ def export_checkpoint(config: TrainConfig, target: Path, checkpoint: Path | None
         torch.set_num_threads(config.threads)
     device = torch.device("cpu")
     stage = STAGES[config.stage](config, device)
-    try:
-        stage.module.load_state_dict(state["model"])
-        params = stage.trainable_parameters()
-        ema = EMA(params, config.optim.ema_decay)
-        ema.load_state_dict(state["ema"])
-        ema.copy_to(params)
-    except (RuntimeError, KeyError) as e:
-        raise UserError(f"checkpoint {path} does not match this config's model: {e}") from e
+    params = stage.trainable_parameters()
+    ema = EMA(params, config.optim.ema_decay)
+    _restore_weights(stage.module, ema, state, path)
+    ema.copy_to(params)
     staging = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
     exported = stage.export(staging)
     exported.rename(target)
     shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _restore_weights(module: torch.nn.Module, ema: EMA, state: dict, path: Path) -> None:
+    """Load a checkpoint's model and EMA weights; a checkpoint from another config is a user error."""
+    try:
+        module.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+    except (RuntimeError, KeyError) as e:
+        raise UserError(f"checkpoint {path} does not match this config's model: {e}") from e
 
 
 def _truncate_log(path: Path, step: int) -> None:
