@@ -211,6 +211,12 @@ def test_fullsize_recipe_in_miniature(t2v_dir, tmp_path, photo):
     config = load_config(Path(__file__).resolve().parents[1] / "configs/fullsize/i2v_256.toml", overrides)
     assert config.optim.gradient_checkpointing
     train(config)
+    record = json.loads((tmp_path / "run" / "pipeline" / "training.json").read_text())
+    assert record["init"] == {"dreamvideo": str(converted)}
+    assert (
+        record["image_embed_channels"]
+        == load_pipeline(converted).retention_branch.config.image_embed_channels
+    )
     pipe = load_pipeline(tmp_path / "run" / "pipeline")
     pipe.set_progress_bar_config(disable=True)
     frames = pipe(photo, "a clip", num_inference_steps=2, height=64, width=64).frames

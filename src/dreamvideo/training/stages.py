@@ -397,7 +397,15 @@ class I2VStage(_LatentVideoStage):
         self.pipe.unet.eval()
         self.pipe.retention_branch.eval()
         self.pipe.save_pretrained(path)
-        (path / "training.json").write_text(json.dumps(self.config.model | self.options, indent=2) + "\n")
+        # A warm start's config has no [model] keys of its own: record the branch's width
+        # and where the weights came from, so the file describes the model it sits beside.
+        record = {
+            "init": self.config.init,
+            "image_embed_channels": self.pipe.retention_branch.config.image_embed_channels,
+        }
+        (path / "training.json").write_text(
+            json.dumps(record | self.config.model | self.options, indent=2) + "\n"
+        )
         return path
 
 
