@@ -21,7 +21,7 @@ from dreamvideo.evaluation.report import contact_sheet, plot_losses
 from dreamvideo.io.images import fit_image, load_image
 from dreamvideo.loading import load_pipeline
 
-STAGES = ("vae", "vae_refine", "t2v", "i2v", "i2v_more")
+STAGES = ("vae", "vae_refine", "t2v", "i2v", "i2v_more", "i2v_motion")
 
 
 def main() -> None:
