@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Reproduce the embedded default model on this project's procedural data: vae -> vae_refine
-# (continues the VAE at a new learning-rate schedule) -> t2v -> i2v -> i2v_more (continues
-# i2v at a new schedule) -> i2v_motion (continues again with high-noise-biased timesteps; all
-# four on latents of the refined VAE), then install the exported pipeline as the default.
+# Reproduce the embedded default model on this project's procedural data: the stages of
+# configs/tiny/recipe.txt in order (vae, a VAE refinement, t2v, i2v and its continuations at new
+# schedules and timestep distributions; the diffusion stages train on latents of the refined
+# VAE), then install the last stage's exported pipeline as the default.
 # Each stage resumes from its checkpoints if interrupted; run again to continue.
 # Usage: bash scripts/train_default_model.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for stage in vae vae_refine t2v i2v i2v_more i2v_motion; do
+mapfile -t stages < <(grep -v '^#' configs/tiny/recipe.txt | grep -v '^[[:space:]]*$')
+for stage in "${stages[@]}"; do
   out="runs/tiny/$stage"
   if [ -d "$out/pipeline" ] || [ -d "$out/vae" ]; then
     echo "== $stage: already exported in $out"
@@ -21,6 +22,6 @@ for stage in vae vae_refine t2v i2v i2v_more i2v_motion; do
 done
 target=src/dreamvideo/weights/dreamvideo-tiny
 mkdir -p "$(dirname "$target")"
-rm -rf "$target.tmp" && cp -r runs/tiny/i2v_motion/pipeline "$target.tmp"
+rm -rf "$target.tmp" && cp -r "runs/tiny/${stages[-1]}/pipeline" "$target.tmp"
 rm -rf "$target" && mv "$target.tmp" "$target"
 echo "installed the default model in $target"

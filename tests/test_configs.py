@@ -34,3 +34,19 @@ def test_accelerate_configs_parse(path):
     assert config.mixed_precision == "bf16" and config.num_processes >= 1
     if config.distributed_type == "DEEPSPEED":
         assert config.deepspeed_config["zero_stage"] == 2
+
+
+def test_default_model_recipe_is_a_chain_of_shipped_configs():
+    """configs/tiny/recipe.txt (read by the training and model-card scripts) names configs that
+    each start from the previous stage's export and end in an i2v pipeline."""
+    lines = (ROOT / "configs" / "tiny" / "recipe.txt").read_text().splitlines()
+    stages = [line for line in lines if line.strip() and not line.startswith("#")]
+    assert stages and all(line == line.strip() for line in stages)
+    configs = [load_config(ROOT / "configs" / "tiny" / f"{name}.toml") for name in stages]
+    assert not configs[0].init
+    for name, config in zip(stages, configs, strict=True):
+        assert Path(config.output_dir) == Path("runs/tiny") / name
+    for previous, config in zip(stages[:-1], configs[1:], strict=True):
+        (source,) = config.init.values()
+        assert Path(source).parent == Path("runs/tiny") / previous
+    assert configs[-1].stage == "i2v"
