@@ -203,14 +203,16 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     assert summary["step"] == 5 and latest_checkpoint(part / "checkpoints").name == "step-0000005"
     with pytest.raises(UserError, match="already has checkpoints"):
         train(config)
-    train(config, resume=True)
+    resumed = train(config, resume=True)
+    assert resumed["start_step"] == 5 and resumed["training_seconds"] >= summary["training_seconds"]
     a = load_file(full / "vae" / "diffusion_pytorch_model.safetensors")
     b = load_file(part / "vae" / "diffusion_pytorch_model.safetensors")
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
-    assert [r.split(",")[0] for r in (part / "loss.csv").read_text().split()] == [
-        str(i) for i in range(1, 11)
-    ]
+    rows = [r.split(",") for r in (part / "loss.csv").read_text().split()]
+    assert [r[0] for r in rows] == [str(i) for i in range(1, 11)]
+    seconds = [float(r[3]) for r in rows]  # training time continues across the resume
+    assert seconds == sorted(seconds) and seconds[-1] == resumed["training_seconds"]
 
 
 def test_corrupt_or_missing_checkpoint_is_a_clear_error(tmp_path):

@@ -98,7 +98,7 @@ def train(config: TrainConfig, resume: bool = False, max_steps: int | None = Non
     output_dir = Path(config.output_dir)
     checkpoints = output_dir / "checkpoints"
     log_path = output_dir / "loss.csv"
-    start_step = 0
+    start_step, seconds_before = 0, 0.0  # training time of earlier runs, so resumed logs continue it
     if resume:
         path = latest_checkpoint(checkpoints)
         if path is None:
@@ -109,6 +109,7 @@ def train(config: TrainConfig, resume: bool = False, max_steps: int | None = Non
         lr_scheduler.load_state_dict(state["trainer"]["lr_scheduler"])
         torch.set_rng_state(state["rng"])
         start_step = state["trainer"]["step"]
+        seconds_before = float(state["trainer"].get("seconds", 0.0))  # absent in older checkpoints
         accelerator.print(f"resumed from {path} at step {start_step}")
     elif latest_checkpoint(checkpoints) is not None:
         raise UserError(f"{checkpoints} already has checkpoints: pass --resume, or use another output_dir")
@@ -139,6 +140,7 @@ def train(config: TrainConfig, resume: bool = False, max_steps: int | None = Non
                 "samples": step * per_step * world,
                 "lr_scheduler": lr_scheduler.state_dict(),
                 "world_size": world,
+                "seconds": training_seconds(),
             }
             path = save_checkpoint(
                 checkpoints,
@@ -161,6 +163,10 @@ def train(config: TrainConfig, resume: bool = False, max_steps: int | None = Non
     )
     module.train()
     started, last_loss, stopped_by, done = time.time(), math.nan, None, start_step
+
+    def training_seconds() -> float:
+        return round(seconds_before + time.time() - started, 1)
+
     with (
         _StopFlag() as stop,
         (
@@ -197,7 +203,7 @@ def train(config: TrainConfig, resume: bool = False, max_steps: int | None = Non
                         done,
                         f"{last_loss:.6f}",
                         f"{lr_scheduler.get_last_lr()[0]:.3e}",
-                        f"{time.time() - started:.1f}",
+                        f"{training_seconds():.1f}",
                     ]
                 )
                 log_file.flush()
@@ -218,7 +224,8 @@ def train(config: TrainConfig, resume: bool = False, max_steps: int | None = Non
         "step": done,
         "param_digest": digest,
         "loss": last_loss,
-        "seconds": round(time.time() - started, 1),
+        "seconds": round(time.time() - started, 1),  # this run
+        "training_seconds": training_seconds(),  # since step 0, over every resume
         "interrupted": stopped_by is not None,
     }
     if stopped_by is None and summary["step"] >= optim.steps:
