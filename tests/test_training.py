@@ -212,7 +212,7 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     rows = [r.split(",") for r in (part / "loss.csv").read_text().split()]
     assert [r[0] for r in rows] == [str(i) for i in range(1, 11)]
     seconds = [float(r[3]) for r in rows]  # training time continues across the resume
-    assert seconds == sorted(seconds) and seconds[-1] == resumed["training_seconds"]
+    assert seconds == sorted(seconds) and seconds[-1] <= resumed["training_seconds"]
 
 
 def test_corrupt_or_missing_checkpoint_is_a_clear_error(tmp_path):
