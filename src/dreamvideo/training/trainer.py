@@ -130,6 +130,10 @@ def train(config: TrainConfig, resume: bool = False, max_steps: int | None = Non
     end_step = optim.steps if max_steps is None else min(optim.steps, start_step + max_steps)
     rank, world = accelerator.process_index, accelerator.num_processes
     per_step = optim.batch_size * optim.grad_accum
+    started = time.time()
+
+    def training_seconds() -> float:
+        return round(seconds_before + time.time() - started, 1)
 
     def save(step: int) -> Path:
         accelerator.wait_for_everyone()
@@ -162,11 +166,7 @@ def train(config: TrainConfig, resume: bool = False, max_steps: int | None = Non
         dynamic_ncols=True,
     )
     module.train()
-    started, last_loss, stopped_by, done = time.time(), math.nan, None, start_step
-
-    def training_seconds() -> float:
-        return round(seconds_before + time.time() - started, 1)
-
+    last_loss, stopped_by, done = math.nan, None, start_step
     with (
         _StopFlag() as stop,
         (
