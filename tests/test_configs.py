@@ -36,10 +36,12 @@ def test_accelerate_configs_parse(path):
         assert config.deepspeed_config["zero_stage"] == 2
 
 
-def test_default_model_recipe_is_a_chain_of_shipped_configs():
-    """configs/tiny/recipe.txt (read by the training and model-card scripts) names configs that
-    each start from the previous stage's export and end in an i2v pipeline."""
-    lines = (ROOT / "configs" / "tiny" / "recipe.txt").read_text().splitlines()
+@pytest.mark.parametrize("recipe", ["recipe.txt", "recipe_pixels.txt"])
+def test_default_model_recipe_is_a_chain_of_shipped_configs(recipe):
+    """configs/tiny/recipe.txt (read by the training and model-card scripts) and the second
+    design's recipe name configs that each start from the previous stage's export and end in an
+    i2v pipeline."""
+    lines = (ROOT / "configs" / "tiny" / recipe).read_text().splitlines()
     stages = [line for line in lines if line.strip() and not line.startswith("#")]
     assert stages and all(line == line.strip() for line in stages)
     configs = [load_config(ROOT / "configs" / "tiny" / f"{name}.toml") for name in stages]
@@ -50,3 +52,25 @@ def test_default_model_recipe_is_a_chain_of_shipped_configs():
         (source,) = config.init.values()
         assert Path(source).parent == Path("runs/tiny") / previous
     assert configs[-1].stage == "i2v"
+
+
+def test_a_config_extends_its_base_and_overrides_only_what_it_names(tmp_path):
+    from dreamvideo.errors import UserError
+
+    (tmp_path / "base.toml").write_text(
+        'stage = "t2v"\noutput_dir = "runs/a"\n[optim]\nsteps = 100\nlr = 1e-3\n'
+        "[stage_options]\ntext_dropout = 0.1\n"
+    )
+    (tmp_path / "more.toml").write_text(
+        'base = "base.toml"\noutput_dir = "runs/b"\n[optim]\nsteps = 300\n[stage_options]\nmax_tokens = 8\n'
+    )
+    config = load_config(tmp_path / "more.toml", {"optim.lr": 5e-4})
+    assert (config.stage, config.output_dir) == ("t2v", "runs/b")
+    assert (config.optim.steps, config.optim.lr) == (300, 5e-4)
+    assert config.stage_options == {"text_dropout": 0.1, "max_tokens": 8}
+    (tmp_path / "loop.toml").write_text('base = "loop.toml"\nstage = "t2v"\noutput_dir = "x"\n')
+    with pytest.raises(UserError, match="extends itself"):
+        load_config(tmp_path / "loop.toml")
+    (tmp_path / "orphan.toml").write_text('base = "missing.toml"\n')
+    with pytest.raises(UserError, match="training config not found"):
+        load_config(tmp_path / "orphan.toml")

@@ -465,6 +465,34 @@ def test_synthetic_variants_sweep_and_reports(tmp_path, capsys, model_dir):
     assert code == 2 and "both" in err
 
 
+def test_synthetic_training_split_and_text_only_variant(tmp_path, capsys, model_dir):
+    """--split train scores the clips, photos and phrasings the recipe trained on (its own
+    clips, not the held-out ones); --variant text-only feeds the null image."""
+    from dreamvideo.data.synthetic import ACTION_NAMES, ACTIONS
+    from dreamvideo.evaluation.synthetic import training_clips
+
+    clips = training_clips(26, 32, 4)
+    assert [spec.action for _, spec in clips] == ACTION_NAMES * 2
+    assert all(spec.caption not in {p.format(obj=spec.object_name) for p in ACTIONS[spec.action][1][-1:]}
+               for _, spec in clips)  # fmt: skip
+    common = ["--model", model_dir, "--num", "13", "--steps", "1", "--batch-size", "13", "--photos", "1"]
+    runs = {}
+    for name, extra in {
+        "train": ["--split", "train"],
+        "heldout": [],
+        "text": ["--variant", "text-only"],
+    }.items():
+        code, _, err = run(capsys, "eval", "synthetic", *common, *extra, "--out", tmp_path / name)
+        assert code == 0, err
+        runs[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+    assert runs["train"]["split"] == "train" and runs["heldout"]["split"] == "heldout"
+    assert runs["train"]["vae_reconstruction_ssim"] != runs["heldout"]["vae_reconstruction_ssim"]
+    assert runs["text"]["variant"] == "text-only"
+    assert runs["text"]["first_frame_ssim"] != runs["heldout"]["first_frame_ssim"]
+    code, _, err = run(capsys, "eval", "synthetic", *common, "--split", "test", "--out", tmp_path / "x")
+    assert code == 2
+
+
 def test_cli_variant_choices_match_the_evaluation_variants():
     # cli.py lists them itself so that `dreamvideo --help` does not import torch
     from dreamvideo.cli import eval_synthetic

@@ -345,9 +345,9 @@ def test_timestep_sampling_options(tmp_path, trained):
         STAGES["i2v"](load_config(base, {"stage_options.timestep_sampling": "cosine"}), torch.device("cpu"))
 
 
-@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
 def test_noised_target_follows_the_ddpm_formulas(prediction_type):
-    """x_t = √ᾱ x0 + √(1-ᾱ) ε; the target is ε, or v = √ᾱ ε - √(1-ᾱ) x0."""
+    """x_t = √ᾱ x0 + √(1-ᾱ) ε; the target is ε, v = √ᾱ ε - √(1-ᾱ) x0, or x0."""
     from diffusers import DDPMScheduler
 
     from dreamvideo.training.stages import NOISE_SCHEDULE, noised_target
@@ -360,4 +360,54 @@ def test_noised_target_follows_the_ddpm_formulas(prediction_type):
     a = scheduler.alphas_cumprod[steps].sqrt().view(-1, 1, 1, 1, 1)
     s = (1 - scheduler.alphas_cumprod[steps]).sqrt().view(-1, 1, 1, 1, 1)
     torch.testing.assert_close(noisy, a * x0 + s * noise)
-    torch.testing.assert_close(target, noise if prediction_type == "epsilon" else a * noise - s * x0)
+    expected = {"epsilon": noise, "v_prediction": a * noise - s * x0, "sample": x0}[prediction_type]
+    torch.testing.assert_close(target, expected)
+
+
+def test_x_loss_weights_are_the_v_loss_capped_by_min_snr():
+    """Uncapped, (1 + SNR)·|x̂ − x|² equals |v̂ − v|² for the v implied by x̂; the cap bounds it."""
+    from diffusers import DDPMScheduler
+
+    from dreamvideo.training.stages import NOISE_SCHEDULE, noised_target, x_loss_weights
+
+    scheduler = DDPMScheduler(**NOISE_SCHEDULE, prediction_type="v_prediction")
+    gen = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(3, 4, 2, 8, 8, generator=gen), torch.randn(3, 4, 2, 8, 8, generator=gen)
+    x_hat = x0 + 0.1 * torch.randn(x0.shape, generator=gen)
+    steps = torch.tensor([5, 500, 999])
+    noisy, v = noised_target(scheduler, x0, noise, steps)
+    a = scheduler.alphas_cumprod[steps].sqrt().view(-1, 1, 1, 1, 1)
+    s = (1 - scheduler.alphas_cumprod[steps]).sqrt().view(-1, 1, 1, 1, 1)
+    v_hat = (a * noisy - x_hat) / s  # the velocity that x̂ implies at x_t
+    v_loss = (v_hat - v).pow(2).flatten(1).mean(1)
+    x_loss = (x_hat - x0).pow(2).flatten(1).mean(1)
+    torch.testing.assert_close(x_loss_weights(scheduler, steps, 1e9) * x_loss, v_loss, rtol=1e-3, atol=1e-6)
+    capped = x_loss_weights(scheduler, steps, 5.0)
+    assert capped[0] == pytest.approx(6.0) and capped.min() >= 1 and torch.all(capped <= 6)
+
+
+def test_pixel_latent_space_trains_x_prediction_end_to_end(tmp_path, photo):
+    """latent_space = "pixels": t2v (x-prediction) and i2v train on the lossless space-to-depth
+    latents and export a pipeline whose `vae` is the PixelShuffleAutoencoder."""
+    from dreamvideo import load_pipeline
+    from dreamvideo.models import PixelShuffleAutoencoder
+
+    t2v, i2v = tmp_path / "t2v", tmp_path / "i2v"
+    config = write_config(tmp_path, "t2v", 2, out=t2v, vae="unused")
+    pixels = {
+        "model.latent_space": "pixels",
+        "model.pixel_downscale": 4,
+        "stage_options.prediction_type": "sample",
+        "init": {},
+    }
+    train(load_config(config, pixels))
+    config = write_config(tmp_path, "i2v", 2, out=i2v, t2v=t2v / "pipeline", cache="")
+    train(load_config(config))  # no latent cache: clips are rendered on the fly
+    pipe = load_pipeline(i2v / "pipeline")
+    assert isinstance(pipe.vae, PixelShuffleAutoencoder) and pipe.vae.config.latent_channels == 48
+    assert pipe.scheduler.config.prediction_type == "sample"
+    assert pipe.vae.config.scaling_factor != 1.0  # fitted to unit-variance latents
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe(photo, "a ball", num_inference_steps=2).frames.shape == (1, 4, 32, 32, 3)
+    with pytest.raises(UserError, match="latent_space must be one of"):
+        train(load_config(config, {**pixels, "stage": "t2v", "model.latent_space": "dct"}))

@@ -409,11 +409,18 @@ def _check_out_dir(out: Path) -> None:
 )
 @click.option(
     "--variant",
-    type=click.Choice(["full", "no-branch", "no-image-guidance", "repeat-reference"]),
+    type=click.Choice(["full", "no-branch", "no-image-guidance", "repeat-reference", "text-only"]),
     default="full",
     show_default=True,
     help="Ablation: the model as is, without its retention branch, without image guidance, "
-    "or the reference image repeated (no model).",
+    "the reference image repeated (no model), or text only (--mode text: the null image).",
+)
+@click.option(
+    "--split",
+    type=click.Choice(["heldout", "train"]),
+    default="heldout",
+    show_default=True,
+    help="Held-out clips, photos and phrasings, or those the default recipe trained on.",
 )
 @click.option("--sweep-image", default=None, help="Also sweep these image scales, e.g. 1,1.5,3.")
 @click.option("--sweep-text", default=None, help="... against these text scales, e.g. 1,5,9.")
@@ -430,6 +437,7 @@ def eval_synthetic(
     batch_size: int,
     photos: int,
     variant: str,
+    split: str,
     sweep_image: str | None,
     sweep_text: str | None,
     sweep_num: int,
@@ -450,7 +458,17 @@ def eval_synthetic(
     _check_out_dir(out)
     pipe = load_pipeline(model)
     metrics = evaluate_synthetic(
-        pipe, num, out, frames, steps, image_scale, text_scale, batch_size, num_photos=photos, variant=variant
+        pipe,
+        num,
+        out,
+        frames,
+        steps,
+        image_scale,
+        text_scale,
+        batch_size,
+        num_photos=photos,
+        variant=variant,
+        split=split,
     )
     if sweep_i:
         sweep_guidance(pipe, sweep_i, sweep_t, sweep_num, out, frames, steps, batch_size)

@@ -205,6 +205,15 @@ TRAIN_PHOTOS = [
 HELDOUT_PHOTOS = ["coffee", "rocket", "chelsea"]
 TEXTURE_PHOTOS = ["brick", "grass", "gravel"]
 SPLIT_SEED_OFFSET = {"train": 0, "heldout": 1_000_003}
+# How much rotations and size changes move the content over a clip. The first design's ranges
+# (6–14 °/frame, ×1.6–2.2 and ×1.5–1.9 per clip) moved an object's edge 0.2–0.9 px/frame at
+# 64×64 × 8 frames, near the motion estimator's 0.3 px "still" threshold, against 1.5–3 px/frame
+# for translations (scripts/motion_magnitudes.py); these bring them to the translations' range.
+MOTION_RANGES = {
+    "rotation_deg": (12.0, 24.0),  # per frame
+    "object_scale_total": (2.0, 2.8),  # size ratio of the last frame to the first
+    "zoom_total": (1.8, 2.4),
+}
 
 
 @dataclass
@@ -396,22 +405,22 @@ def make_clip(
         obj_x += rng.uniform(-0.15, 0.15) * size
         obj_y += rng.uniform(-0.15, 0.15) * size
     if action in ("rotate_cw", "rotate_ccw"):
-        rate = rng.uniform(6, 14) * (1 if action == "rotate_cw" else -1)
+        rate = rng.uniform(*MOTION_RANGES["rotation_deg"]) * (1 if action == "rotate_cw" else -1)
         obj_rot = rotation0 + rate * t
         spec.rotation_deg = rate
     if action in ("grow", "shrink"):
-        total = rng.uniform(1.6, 2.2)
+        total = rng.uniform(*MOTION_RANGES["object_scale_total"])
         rate = total ** (1 / last) if action == "grow" else total ** (-1 / last)
         obj_scale = rate**t
         spec.scale_rate = rate
-        base_size = base_size * (0.8 if action == "grow" else 1.3)
+        base_size = base_size * (0.7 if action == "grow" else 1.3)
     if action in ("pan_left", "pan_right"):
         # Camera pans left -> the content moves right in the frame.
         direction = 1 if action == "pan_left" else -1
         cam_dx = -direction * speed * t
         spec.dx = direction * speed
     if action in ("zoom_in", "zoom_out"):
-        total = rng.uniform(1.5, 1.9)
+        total = rng.uniform(*MOTION_RANGES["zoom_total"])
         rate = total ** (1 / last) if action == "zoom_in" else total ** (-1 / last)
         start_zoom = 1.0 if action == "zoom_in" else total**0.5
         cam_zoom = start_zoom * rate**t

@@ -17,6 +17,8 @@ Variants (the ablations of docs/evaluation.md), all on the same clips and seeds:
 - `full`: DreamVideo with its guidance defaults (or the given scales);
 - `no-branch`: the retention branch switched off (its residuals scaled by 0) and the null
   image: the main UNet alone, text guidance only, as a text-to-video model;
+- `text-only`: `--mode text` of `dreamvideo generate`: the branch on, fed the null image, text
+  guidance only (what the prompt alone makes the model do);
 - `no-image-guidance`: image guidance scale 1 (the image conditions, but is not amplified);
 - `repeat-reference`: no model, the reference image repeated: perfect fidelity, no motion,
   a check that the metrics discriminate.
@@ -35,12 +37,21 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..data.synthetic import ACTION_NAMES, ACTIONS, HELDOUT_PHOTOS, OPPOSITES, _photo, _random_crop, make_clip
+from ..data.synthetic import (
+    ACTION_NAMES,
+    ACTIONS,
+    HELDOUT_PHOTOS,
+    OPPOSITES,
+    TRAIN_PHOTOS,
+    _photo,
+    _random_crop,
+    make_clip,
+)
 from ..metrics import psnr, ssim
 from .motion import ACTION_TO_MOTION, MOTION_CLASSES, Motion, estimate_motion, temporal_consistency
 
 EVAL_SEED = 12345
-VARIANTS = ("full", "no-branch", "no-image-guidance", "repeat-reference")
+VARIANTS = ("full", "no-branch", "no-image-guidance", "repeat-reference", "text-only")
 CAMERA_PROMPTS = {
     "pan_left": "the camera pans left",
     "pan_right": "the camera pans right",
@@ -111,6 +122,7 @@ class _Generator:
                 progress.update(len(refs))
                 continue
             no_branch = self.variant == "no-branch"
+            text_only = no_branch or self.variant == "text-only"
             out = self.pipe(
                 refs,
                 prompts[start : start + self.batch_size],
@@ -118,7 +130,7 @@ class _Generator:
                 num_inference_steps=self.steps,
                 image_guidance_scale=self.image_scale,
                 text_guidance_scale=self.text_scale,
-                guidance_mode="text" if no_branch else "image+text",
+                guidance_mode="text" if text_only else "image+text",
                 conditioning_scale=0.0 if no_branch else 1.0,
                 height=refs[0].height,
                 width=refs[0].width,
@@ -138,6 +150,22 @@ def heldout_clips(num: int, size: int, num_frames: int) -> list:
     ]
 
 
+def training_clips(num: int, size: int, num_frames: int, seed: int = 0, pool: int = 2500) -> list:
+    """Clips the default recipe trained on (data seed 0, the first `pool` indices, training
+    phrasings), actions balanced: the over-/under-fitting check beside `heldout_clips`."""
+    by_action: dict[str, list] = defaultdict(list)
+    for i in range(pool):
+        frames, spec = make_clip(seed, i, "train", size, num_frames)
+        by_action[spec.action].append((frames, spec))
+        if all(len(by_action[a]) * len(ACTION_NAMES) >= num for a in ACTION_NAMES):
+            break
+    picked = [by_action[ACTION_NAMES[i % len(ACTION_NAMES)]][i // len(ACTION_NAMES)] for i in range(num)]
+    return picked
+
+
+SPLITS = ("heldout", "train")
+
+
 @torch.no_grad()
 def evaluate_synthetic(
     pipe,
@@ -151,8 +179,13 @@ def evaluate_synthetic(
     num_pairs: int | None = None,
     num_photos: int = 24,
     variant: str = "full",
+    split: str = "heldout",
 ) -> dict:
-    """Run the suite; writes out_dir/metrics.json and a sample sheet; returns the metrics."""
+    """Run the suite; writes out_dir/metrics.json and a sample sheet; returns the metrics.
+
+    `split="train"` scores clips, photographs and phrasings the default recipe trained on."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pipe.set_progress_bar_config(disable=True)
@@ -162,25 +195,27 @@ def evaluate_synthetic(
     image_scale = gen.image_scale
     started = time.perf_counter()
 
-    clips = heldout_clips(num, size, num_frames)
+    clips = (
+        heldout_clips(num, size, num_frames) if split == "heldout" else training_clips(num, size, num_frames)
+    )
     references = [frames[0] for frames, _ in clips]
+    photos = HELDOUT_PHOTOS if split == "heldout" else TRAIN_PHOTOS
     pair_sources = [(i, a, b) for i in range(num) for a, b in OPPOSITES if clips[i][1].action == a]
     pair_sources = pair_sources[: num_pairs if num_pairs is not None else max(12, num // 4)]
     photo_refs = []
     for k in range(num_photos):
         rng = np.random.default_rng([EVAL_SEED, k, 99])
-        photo_refs.append(
-            np.asarray(_random_crop(rng, _photo(HELDOUT_PHOTOS[k % len(HELDOUT_PHOTOS)]), size))
-        )
+        photo_refs.append(np.asarray(_random_crop(rng, _photo(photos[k % len(photos)]), size)))
     total = num + 2 * len(pair_sources) + 4 * num_photos
     with tqdm(total=total, desc="eval synthetic", dynamic_ncols=True) as progress:
         videos = gen(references, [spec.caption for _, spec in clips], progress)
         # Opposite prompts on the same image, same object name, held-out phrasing.
         pair_prompts, pair_refs = [], []
+        phrasing = -1 if split == "heldout" else 0  # the held-out phrasing, or a trained one
         for i, a, b in pair_sources:
             name = clips[i][1].object_name
             for action in (a, b):
-                pair_prompts.append(ACTIONS[action][1][-1].format(obj=name))
+                pair_prompts.append(ACTIONS[action][1][phrasing].format(obj=name))
                 pair_refs.append(references[i])
         pair_videos = gen(pair_refs, pair_prompts, progress)
         photo_prompts = [CAMERA_PROMPTS[a] for _ in photo_refs for a in CAMERA_PROMPTS]
@@ -219,6 +254,7 @@ def evaluate_synthetic(
 
     metrics = {
         "variant": variant,
+        "split": split,
         "num_clips": num,
         "num_frames": num_frames,
         "steps": steps,

@@ -1,6 +1,8 @@
 """Training configuration: a TOML file per stage (see configs/), read into dataclasses.
 
-Unknown keys are errors, so a typo never silently falls back to a default.
+Unknown keys are errors, so a typo never silently falls back to a default. A config may extend
+another with `base = "other.toml"` (a path relative to it): its tables are read first and this
+file's keys replace theirs, so a stage that continues another states only what differs.
 """
 
 from __future__ import annotations
@@ -73,14 +75,39 @@ def _build(cls, values: dict, where: str):
     return cls(**values)
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    path = Path(path)
+def _merge(base: dict, over: dict) -> dict:
+    """`over` on top of `base`, table by table."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """A config file's tables, on top of its `base = "other.toml"` (relative to the file) if any."""
     if not path.is_file():
         raise UserError(f"training config not found: {path}")
+    if path.resolve() in seen:
+        raise UserError(f"config {path} extends itself through 'base'")
     try:
         raw = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"cannot parse {path}: {e}") from e
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise UserError(f"{path}: base must be a file name, got {base!r}")
+    return _merge(_read_toml(path.parent / base, (*seen, path.resolve())), raw)
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a stage config (and the configs it extends with `base`), then apply `overrides`."""
+    path = Path(path)
+    raw = _read_toml(path)
     for key, value in (overrides or {}).items():
         section, _, name = key.rpartition(".")
         target = raw.setdefault(section, {}) if section else raw

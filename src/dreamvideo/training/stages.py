@@ -26,6 +26,7 @@ from ..data.sources import ClipSource, make_source
 from ..errors import UserError
 from ..metrics import ssim
 from ..models import DreamVideoDenoiser, checkpoint_unet_blocks, mark_trainable
+from ..models.pixel_autoencoder import PixelShuffleAutoencoder, fit_scaling_factor
 from ..text import encode_prompts, load_minilm
 from .config import TrainConfig
 
@@ -34,7 +35,10 @@ NOISE_SCHEDULE = dict(
 )
 # What the UNet predicts. "v_prediction" (Salimans & Ho 2022) keeps the clean-latent estimate
 # bounded at high noise levels, where a small undertrained ε-model's errors are amplified ~15x.
-PREDICTION_TYPES = ("epsilon", "v_prediction")
+# "sample" (x-prediction) predicts the clean latents: what makes high-dimensional pixel patches
+# learnable (JiT, 2025); its loss is weighted as a v-loss with a Min-SNR cap (`x_loss_weights`).
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+LATENT_SPACES = ("vae", "pixels")
 TIMESTEP_SAMPLINGS = ("uniform", "logit_normal")
 
 
@@ -51,7 +55,18 @@ def noised_target(
     noisy = scheduler.add_noise(latents, noise, steps)
     if scheduler.config.prediction_type == "v_prediction":
         return noisy, scheduler.get_velocity(latents, noise, steps)
+    if scheduler.config.prediction_type == "sample":
+        return noisy, latents
     return noisy, noise
+
+
+def x_loss_weights(scheduler: DDPMScheduler, steps: torch.Tensor, snr_cap: float) -> torch.Tensor:
+    """Per-sample weights of an x-prediction MSE: 1 + min(SNR, cap).
+
+    Uncapped, 1 + SNR turns the x-error into the v-loss (|v̂ − v|² = (1 + SNR)|x̂ − x|²); the cap
+    (Min-SNR, Hang et al. 2023) keeps the nearly clean timesteps from dominating the gradient."""
+    alphas = scheduler.alphas_cumprod.to(steps.device)[steps]
+    return 1 + (alphas / (1 - alphas)).clamp(max=snr_cap)
 
 
 class Stage:
@@ -183,6 +198,9 @@ class _LatentVideoStage(Stage):
         self.uniform_share = float(self.options.get("timestep_uniform_share", 0.0))
         if self.logit_std <= 0 or not 0 <= self.uniform_share <= 1:
             raise UserError("timestep_logit_std must be > 0 and timestep_uniform_share in [0, 1]")
+        self.snr_cap = float(self.options.get("x_loss_snr_cap", 5.0))
+        if not self.snr_cap > 0:
+            raise UserError("x_loss_snr_cap must be > 0")
 
     @property
     def prediction_type(self) -> str:
@@ -247,6 +265,15 @@ class _LatentVideoStage(Stage):
             steps = torch.where(keep_uniform, steps, biased)
         return steps
 
+    def prediction_loss(
+        self, prediction: torch.Tensor, target: torch.Tensor, steps: torch.Tensor
+    ) -> torch.Tensor:
+        """MSE to the target; x-prediction's per-sample weights make it a capped v-loss."""
+        if self.prediction_type != "sample":
+            return F.mse_loss(prediction, target)
+        per_sample = (prediction.float() - target.float()).pow(2).flatten(1).mean(1)
+        return (x_loss_weights(self.noise_scheduler, steps, self.snr_cap) * per_sample).mean()
+
     @torch.no_grad()
     def text_embeddings(self, captions: list[str], drop_text: torch.Tensor) -> torch.Tensor:
         prompts = [
@@ -267,9 +294,17 @@ class T2VStage(_LatentVideoStage):
 
     def __init__(self, config: TrainConfig, device: torch.device):
         super().__init__(config, device, str(config.stage_options.get("prediction_type", "epsilon")))
-        if "vae" not in config.init:
-            raise UserError("the t2v stage needs [init] vae = 'path/to/vae'")
-        self.vae = _load_vae(config.init["vae"])
+        latent_space = str(config.model.get("latent_space", "vae"))
+        if latent_space not in LATENT_SPACES:
+            raise UserError(f"latent_space must be one of {', '.join(LATENT_SPACES)}, got {latent_space!r}")
+        if latent_space == "pixels":
+            self.vae = self._pixel_autoencoder(int(config.model.get("pixel_downscale", 8)))
+        elif "vae" not in config.init:
+            raise UserError(
+                "the t2v stage needs [init] vae = 'path/to/vae' (or [model] latent_space = 'pixels')"
+            )
+        else:
+            self.vae = _load_vae(config.init["vae"])
         self.tokenizer, self.text_encoder = load_minilm(int(self.options.get("max_tokens", 32)))
         self._freeze(self.vae, self.text_encoder)
         model = {
@@ -279,7 +314,7 @@ class T2VStage(_LatentVideoStage):
             "layers_per_block": 1,
             "attention_head_dim": 8,
             "norm_num_groups": 16,
-            **config.model,
+            **{k: v for k, v in config.model.items() if k not in ("latent_space", "pixel_downscale")},
         }
         factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.module = UNet3DConditionModel(
@@ -302,12 +337,20 @@ class T2VStage(_LatentVideoStage):
         self.text_dropout = float(self.options.get("text_dropout", 0.1))
         self.open_cache()
 
+    def _pixel_autoencoder(self, downscale: int) -> PixelShuffleAutoencoder:
+        """The lossless space-to-depth latent space, scaled to unit variance on 64 clips' frames
+        (indices past any training data, as the VAE stage's export)."""
+        autoencoder = PixelShuffleAutoencoder(downscale_factor=downscale)
+        frames = torch.cat([_frames_to_tensor(self.source.clip(10_000_000 + i).frames) for i in range(64)])
+        autoencoder.register_to_config(scaling_factor=fit_scaling_factor(autoencoder, frames))
+        return autoencoder
+
     def loss(self, module, batch, generator):
         latents = self.batch_latents(batch, generator)
         noisy, target, steps = self.noisy_latents(latents, generator)
         drop = torch.rand(latents.shape[0], generator=generator) < self.text_dropout
         context = self.text_embeddings(batch["captions"], drop)
-        return F.mse_loss(module(noisy, steps, encoder_hidden_states=context).sample, target)
+        return self.prediction_loss(module(noisy, steps, encoder_hidden_states=context).sample, target, steps)
 
     def export(self, output_dir: Path) -> Path:
         pipe = TextToVideoSDPipeline(
@@ -390,7 +433,7 @@ class I2VStage(_LatentVideoStage):
         # The null image is all zeros in [-1, 1], as at sampling time.
         reference = batch["reference"] * (~drop_image).to(self.device).view(-1, 1, 1, 1)
         context = self.text_embeddings(batch["captions"], drop_text)
-        return F.mse_loss(module(noisy, steps, context, image=reference), target)
+        return self.prediction_loss(module(noisy, steps, context, image=reference), target, steps)
 
     def export(self, output_dir: Path) -> Path:
         path = output_dir / "pipeline"
