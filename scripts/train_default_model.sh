@@ -4,10 +4,13 @@
 # schedules and timestep distributions; the diffusion stages train on latents of the refined
 # VAE), then install the last stage's exported pipeline as the default.
 # Each stage resumes from its checkpoints if interrupted; run again to continue.
-# Usage: bash scripts/train_default_model.sh
+# Usage: bash scripts/train_default_model.sh [RECIPE]   (default configs/tiny/recipe.txt; the second
+# design's is configs/tiny/recipe_pixels.txt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mapfile -t stages < <(grep -v '^#' configs/tiny/recipe.txt | grep -v '^[[:space:]]*$')
+recipe=${1:-configs/tiny/recipe.txt}
+[ -f "$recipe" ] || { echo "error: recipe file not found: $recipe" >&2; exit 2; }
+mapfile -t stages < <(grep -v '^#' "$recipe" | grep -v '^[[:space:]]*$')
 for stage in "${stages[@]}"; do
   out="runs/tiny/$stage"
   if [ -d "$out/pipeline" ] || [ -d "$out/vae" ]; then

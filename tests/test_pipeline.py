@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 import torch
-from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+from diffusers import DDIMScheduler
 from PIL import Image
 
 from dreamvideo import DreamVideoPipeline, UserError, load_pipeline
+from dreamvideo.cli import SCHEDULERS, set_scheduler
 from dreamvideo.testing import tiny_t2v_pipeline
 
 from .conftest import gen
@@ -30,17 +31,29 @@ def test_different_prompts_give_different_videos(pipe, photo):
     assert np.abs(a - b).max() > 1e-4
 
 
-@pytest.mark.parametrize(
-    "scheduler_cls", [DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler]
-)
-def test_schedulers_swap(pipe, photo, scheduler_cls):
+@pytest.mark.parametrize("name", sorted(SCHEDULERS))
+def test_every_offered_scheduler_samples(pipe, photo, name):
+    """Each --scheduler choice runs (PNDM and UniPC take no generator in `step`)."""
     original = pipe.scheduler
     try:
-        pipe.scheduler = scheduler_cls.from_config(original.config)
+        set_scheduler(pipe, name)
         frames = pipe(photo, "a ball moves left", generator=gen(0), **FAST).frames
+        again = pipe(photo, "a ball moves left", generator=gen(0), **FAST).frames
     finally:
         pipe.scheduler = original
     assert frames.shape == (1, 3, 64, 64, 3) and np.isfinite(frames).all()
+    np.testing.assert_array_equal(frames, again)
+
+
+@pytest.mark.parametrize("name", ["euler-a", "pndm"])
+def test_schedulers_without_x_prediction_refuse_such_a_model(pipe, name):
+    original = pipe.scheduler
+    try:
+        pipe.scheduler = DDIMScheduler.from_config(original.config, prediction_type="sample")
+        with pytest.raises(UserError, match="cannot sample this model"):
+            set_scheduler(pipe, name)
+    finally:
+        pipe.scheduler = original
 
 
 @pytest.mark.parametrize(("height", "width"), [(48, 80), (128, 128)])

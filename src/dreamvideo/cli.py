@@ -18,6 +18,7 @@ import click
 
 from .errors import UserError
 
+# name -> (diffusers class, config overrides). Euler-a and PNDM have no x-prediction ("sample").
 SCHEDULERS = {
     "ddim": ("DDIMScheduler", {}),
     "dpm++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++"}),
@@ -49,6 +50,10 @@ def set_scheduler(pipe, name: str) -> None:
     import diffusers
 
     class_name, overrides = SCHEDULERS[name]
+    prediction = pipe.scheduler.config.get("prediction_type", "epsilon")
+    if prediction == "sample" and name in ("euler-a", "pndm"):
+        others = ", ".join(n for n in SCHEDULERS if n not in ("euler-a", "pndm"))
+        raise UserError(f"--scheduler {name} cannot sample this model (x-prediction); use one of {others}")
     pipe.scheduler = getattr(diffusers, class_name).from_config(pipe.scheduler.config, **overrides)
 
 
@@ -417,10 +422,11 @@ def _check_out_dir(out: Path) -> None:
 )
 @click.option(
     "--split",
-    type=click.Choice(["heldout", "train"]),
+    type=click.Choice(["heldout", "seen-phrasings", "train"]),
     default="heldout",
     show_default=True,
-    help="Held-out clips, photos and phrasings, or those the default recipe trained on.",
+    help="Held-out clips, photos and phrasings; the same clips with training phrasings; or the "
+    "clips, photos and phrasings the default recipe trained on.",
 )
 @click.option("--sweep-image", default=None, help="Also sweep these image scales, e.g. 1,1.5,3.")
 @click.option("--sweep-text", default=None, help="... against these text scales, e.g. 1,5,9.")

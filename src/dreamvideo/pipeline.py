@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from collections.abc import Callable
@@ -256,6 +257,12 @@ class DreamVideoPipeline(DiffusionPipeline):
         video = torch.cat(decoded)
         return video.reshape(batch, frames, *video.shape[1:]).permute(0, 2, 1, 3, 4).float()
 
+    def prepare_extra_step_kwargs(self, generator: torch.Generator | None) -> dict:
+        """What `scheduler.step` takes beyond (output, t, x): PNDM and UniPC take no generator
+        (as diffusers' pipelines' method of the same name)."""
+        accepted = inspect.signature(self.scheduler.step).parameters
+        return {"generator": generator} if "generator" in accepted else {}
+
     # ----------------------------------------------------------------- sampling
     @torch.no_grad()
     def __call__(
@@ -335,6 +342,7 @@ class DreamVideoPipeline(DiffusionPipeline):
         conditions = guidance_conditions(mode)
 
         denoiser = self.denoiser  # one wrapper for the whole call, not one per step
+        step_kwargs = self.prepare_extra_step_kwargs(generator)
         total_steps = num_inference_steps * num_segments
         segments: list[torch.Tensor] = []
         with self.progress_bar(total=total_steps) as progress:
@@ -370,7 +378,7 @@ class DreamVideoPipeline(DiffusionPipeline):
                         conditioning_scale=conditioning_scale,
                     )
                     guided = combine_predictions(mode, list(noise.chunk(len(conditions))), s_img, s_txt)
-                    x = self.scheduler.step(guided, t, x, generator=generator).prev_sample
+                    x = self.scheduler.step(guided, t, x, **step_kwargs).prev_sample
                     progress.update()
                     if callback is not None and i % callback_steps == 0:
                         callback(segment * num_inference_steps + i, int(t), x)

@@ -362,12 +362,17 @@ def make_clip(
     _kind, phrasings = ACTIONS[action]
     if heldout_phrasing is None:
         heldout_phrasing = split == "heldout"
-    pool = phrasings[-1:] if heldout_phrasing else phrasings[:-1]
 
     canvas_size = int(size * 2)  # room for pans and zoom-outs
     background = _background(rng, canvas_size, photos)
     sprite, object_name = _sprite(rng, 128, photos, rotating=action in ("rotate_cw", "rotate_ccw"))
-    caption = str(rng.choice(pool)).format(obj=object_name)
+    # Drawn from the split's own pool first, so that asking for the other pool changes the
+    # caption only, never the clip (its random stream stays the split's).
+    caption = str(rng.choice(phrasings[-1:] if split == "heldout" else phrasings[:-1]))
+    if heldout_phrasing != (split == "heldout"):
+        pool = phrasings[-1:] if heldout_phrasing else phrasings[:-1]
+        caption = str(np.random.default_rng([seed, index, 7]).choice(pool))
+    caption = caption.format(obj=object_name)
 
     last = num_frames - 1
     speed = rng.uniform(1.5, 3.0) * size / 64  # output pixels per frame

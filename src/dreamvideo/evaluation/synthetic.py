@@ -142,10 +142,19 @@ class _Generator:
         return videos
 
 
-def heldout_clips(num: int, size: int, num_frames: int) -> list:
-    """Held-out clips (seeds, photographs, phrasings never trained on), actions balanced."""
+def heldout_clips(num: int, size: int, num_frames: int, heldout_phrasing: bool = True) -> list:
+    """Held-out clips (seeds, photographs, phrasings never trained on), actions balanced.
+    `heldout_phrasing=False` captions the same clips with training phrasings."""
     return [
-        make_clip(EVAL_SEED, i, "heldout", size, num_frames, action=ACTION_NAMES[i % len(ACTION_NAMES)])
+        make_clip(
+            EVAL_SEED,
+            i,
+            "heldout",
+            size,
+            num_frames,
+            action=ACTION_NAMES[i % len(ACTION_NAMES)],
+            heldout_phrasing=heldout_phrasing,
+        )
         for i in range(num)
     ]
 
@@ -163,7 +172,9 @@ def training_clips(num: int, size: int, num_frames: int, seed: int = 0, pool: in
     return picked
 
 
-SPLITS = ("heldout", "train")
+# heldout: new clips, photos and phrasings; seen-phrasings: the same clips captioned with training
+# phrasings (tells unseen wording from unseen clips); train: what the default recipe trained on.
+SPLITS = ("heldout", "seen-phrasings", "train")
 
 
 @torch.no_grad()
