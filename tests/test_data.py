@@ -132,3 +132,16 @@ def test_csv_captions_and_ucf101_layout(tmp_path):
     assert ucf_class_caption("YoYo") == "yo yo"
     with pytest.raises(UserError):
         scan_ucf101(tmp_path / "missing")
+
+
+def test_asking_for_the_other_phrasing_pool_changes_the_caption_only():
+    """Held-out clips captioned with training phrasings (eval --split seen-phrasings) are the
+    same clips: the phrasing pool never shifts a clip's random stream."""
+    from dreamvideo.data.synthetic import ACTIONS, make_clip
+
+    for i in range(6):
+        frames, spec = make_clip(12345, i, "heldout", 32, 3)
+        same, seen = make_clip(12345, i, "heldout", 32, 3, heldout_phrasing=False)
+        np.testing.assert_array_equal(frames, same)
+        assert spec.caption == ACTIONS[spec.action][1][-1].format(obj=spec.object_name)
+        assert seen.caption in [p.format(obj=spec.object_name) for p in ACTIONS[spec.action][1][:-1]]

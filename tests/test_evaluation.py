@@ -467,7 +467,8 @@ def test_synthetic_variants_sweep_and_reports(tmp_path, capsys, model_dir):
 
 def test_synthetic_training_split_and_text_only_variant(tmp_path, capsys, model_dir):
     """--split train scores the clips, photos and phrasings the recipe trained on (its own
-    clips, not the held-out ones); --variant text-only feeds the null image."""
+    clips, not the held-out ones), --split seen-phrasings the held-out clips with training
+    phrasings; --variant text-only feeds the null image."""
     from dreamvideo.data.synthetic import ACTION_NAMES, ACTIONS
     from dreamvideo.evaluation.synthetic import training_clips
 
@@ -479,6 +480,7 @@ def test_synthetic_training_split_and_text_only_variant(tmp_path, capsys, model_
     runs = {}
     for name, extra in {
         "train": ["--split", "train"],
+        "seen": ["--split", "seen-phrasings"],
         "heldout": [],
         "text": ["--variant", "text-only"],
     }.items():
@@ -487,6 +489,9 @@ def test_synthetic_training_split_and_text_only_variant(tmp_path, capsys, model_
         runs[name] = json.loads((tmp_path / name / "metrics.json").read_text())
     assert runs["train"]["split"] == "train" and runs["heldout"]["split"] == "heldout"
     assert runs["train"]["vae_reconstruction_ssim"] != runs["heldout"]["vae_reconstruction_ssim"]
+    # seen-phrasings: the held-out clips themselves, captioned with training phrasings
+    assert runs["seen"]["vae_reconstruction_ssim"] == runs["heldout"]["vae_reconstruction_ssim"]
+    assert runs["seen"]["split"] == "seen-phrasings"
     assert runs["text"]["variant"] == "text-only"
     assert runs["text"]["first_frame_ssim"] != runs["heldout"]["first_frame_ssim"]
     code, _, err = run(capsys, "eval", "synthetic", *common, "--split", "test", "--out", tmp_path / "x")

@@ -206,11 +206,12 @@ def evaluate_synthetic(
     image_scale = gen.image_scale
     started = time.perf_counter()
 
-    clips = (
-        heldout_clips(num, size, num_frames) if split == "heldout" else training_clips(num, size, num_frames)
-    )
+    if split == "train":
+        clips = training_clips(num, size, num_frames)
+    else:
+        clips = heldout_clips(num, size, num_frames, heldout_phrasing=split == "heldout")
     references = [frames[0] for frames, _ in clips]
-    photos = HELDOUT_PHOTOS if split == "heldout" else TRAIN_PHOTOS
+    photos = TRAIN_PHOTOS if split == "train" else HELDOUT_PHOTOS
     pair_sources = [(i, a, b) for i in range(num) for a, b in OPPOSITES if clips[i][1].action == a]
     pair_sources = pair_sources[: num_pairs if num_pairs is not None else max(12, num // 4)]
     photo_refs = []
