@@ -498,6 +498,22 @@ def test_synthetic_training_split_and_text_only_variant(tmp_path, capsys, model_
     assert code == 2
 
 
+def test_synthetic_suite_scores_a_text_to_video_base(tmp_path, capsys):
+    """A t2v export is scored as the base alone (--variant no-branch): its own text -> motion."""
+    from dreamvideo.testing import tiny_t2v_pipeline
+
+    t2v = tmp_path / "t2v"
+    tiny_t2v_pipeline("bert").save_pretrained(t2v)
+    common = ["--model", t2v, "--num", "13", "--steps", "1", "--batch-size", "13", "--photos", "1"]
+    out = tmp_path / "o"
+    code, _, err = run(capsys, "eval", "synthetic", *common, "--variant", "no-branch", "--out", out)
+    assert code == 0, err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["variant"] == "no-branch" and metrics["num_frames"] == 8
+    code, _, err = run(capsys, "eval", "synthetic", *common, "--out", tmp_path / "o2")
+    assert code == 2 and "text-to-video model" in err and "--variant no-branch" in err
+
+
 def test_cli_variant_choices_match_the_evaluation_variants():
     # cli.py lists them itself so that `dreamvideo --help` does not import torch
     from dreamvideo.cli import eval_synthetic

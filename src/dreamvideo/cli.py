@@ -449,10 +449,12 @@ def eval_synthetic(
     sweep_num: int,
     debug: bool,
 ) -> None:
-    """Fidelity, action accuracy, opposite prompts, temporal consistency on held-out clips."""
+    """Fidelity, action accuracy, opposite prompts, temporal consistency on held-out clips.
+
+    --model may also be a text-to-video folder (a t2v stage's export) with --variant no-branch:
+    the base's own text -> motion (8 frames unless --frames)."""
     from .evaluation.report import write_report
     from .evaluation.synthetic import evaluate_synthetic, sweep_guidance
-    from .loading import load_pipeline
     from .pipeline import check_sampling_values
 
     if num < 1 or batch_size < 1 or photos < 1 or sweep_num < 1:
@@ -462,7 +464,7 @@ def eval_synthetic(
     if bool(sweep_i) != bool(sweep_t):
         raise UserError("a sweep needs both --sweep-image and --sweep-text")
     _check_out_dir(out)
-    pipe = load_pipeline(model)
+    pipe = _pipeline_for_synthetic_eval(model, variant, frames)
     metrics = evaluate_synthetic(
         pipe,
         num,
@@ -492,6 +494,20 @@ def eval_synthetic(
     for key in keys:
         click.echo(f"{key:36s} {metrics[key]:.4f}")
     click.echo(f"wrote {out / 'metrics.json'} and {report}")
+
+
+def _pipeline_for_synthetic_eval(model: Path | None, variant: str, frames: int | None):
+    """A DreamVideo folder, or a text-to-video base (a t2v stage's export) wrapped as DreamVideo
+    with a fresh zero-initialised branch, which predicts exactly what the base predicts: its
+    text -> motion is measured with --variant no-branch (the base alone)."""
+    from .loading import T2V_PIPELINE_CLASSES, load_pipeline, read_model_index
+    from .pipeline import DreamVideoPipeline
+
+    if model is None or read_model_index(model)["_class_name"] not in T2V_PIPELINE_CLASSES:
+        return load_pipeline(model)
+    if variant != "no-branch":
+        raise UserError(f"{model} is a text-to-video model (no image branch): use --variant no-branch")
+    return DreamVideoPipeline.from_t2v(model, default_num_frames=frames or 8)
 
 
 _network_options = [
