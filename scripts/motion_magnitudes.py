@@ -7,7 +7,7 @@ For clips of every action (held-out split by default), the ground truth of
 frame at the moving region's edge) and how often its label is right. The estimator calls a
 clip "still" below 0.3 px / frame.
 
-    python scripts/motion_magnitudes.py [--clips-per-action 24] [--split heldout|train]
+    python scripts/motion_magnitudes.py [--clips-per-action 24] [--split heldout|train] [--first-design]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import math
 
 import numpy as np
 
+from dreamvideo.data import synthetic
 from dreamvideo.data.synthetic import ACTION_NAMES, make_clip
 from dreamvideo.evaluation.motion import ACTION_TO_MOTION, estimate_motion
 
@@ -39,7 +40,12 @@ def main() -> None:
     parser.add_argument("--split", choices=["heldout", "train"], default="heldout")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument(
+        "--first-design", action="store_true", help="the first design's rotation / scale / zoom ranges"
+    )
     args = parser.parse_args()
+    if args.first_design:
+        synthetic.MOTION_RANGES.update(synthetic.FIRST_DESIGN_MOTION_RANGES)
     seed = 12345 if args.split == "heldout" else 0
     print(
         "| action | translation px/f | rotation °/f | scale %/f | truth at edge px/f | "

@@ -145,3 +145,30 @@ def test_asking_for_the_other_phrasing_pool_changes_the_caption_only():
         np.testing.assert_array_equal(frames, same)
         assert spec.caption == ACTIONS[spec.action][1][-1].format(obj=spec.object_name)
         assert seen.caption in [p.format(obj=spec.object_name) for p in ACTIONS[spec.action][1][:-1]]
+
+
+def test_motion_ranges_set_each_action_s_per_frame_change(monkeypatch):
+    """Rotations and size changes follow MOTION_RANGES (larger than the first design's, which
+    moved an object's edge under 1 px / frame); the first design's ranges still reproduce it."""
+    from dreamvideo.data import synthetic
+
+    def spans(ranges):
+        monkeypatch.setattr(synthetic, "MOTION_RANGES", ranges)
+        out = {}
+        for action in ("rotate_cw", "grow", "zoom_in"):
+            specs = [synthetic.make_clip(0, i, "train", 32, 8, action=action)[1] for i in range(12)]
+            values = [abs(s.rotation_deg) if action == "rotate_cw" else s.scale_rate**7 for s in specs]
+            out[action] = (min(values), max(values))
+        return out
+
+    current, first = synthetic.MOTION_RANGES, synthetic.FIRST_DESIGN_MOTION_RANGES
+    assert current["rotation_deg"][0] >= first["rotation_deg"][1] - 2
+    for ranges in (current, first):
+        got = spans(ranges)
+        for action, key in (
+            ("rotate_cw", "rotation_deg"),
+            ("grow", "object_scale_total"),
+            ("zoom_in", "zoom_total"),
+        ):
+            low, high = ranges[key]
+            assert low - 1e-6 <= got[action][0] and got[action][1] <= high + 1e-6

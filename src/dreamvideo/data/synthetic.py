@@ -213,6 +213,14 @@ MOTION_RANGES = {
     "rotation_deg": (12.0, 24.0),  # per frame
     "object_scale_total": (2.0, 2.8),  # size ratio of the last frame to the first
     "zoom_total": (1.8, 2.4),
+    "grow_start_size": (0.7, 0.7),  # a growing object starts at this times its base size
+}
+# The first design's ranges (the shipped seventh release was trained and measured on them).
+FIRST_DESIGN_MOTION_RANGES = {
+    "rotation_deg": (6.0, 14.0),
+    "object_scale_total": (1.6, 2.2),
+    "zoom_total": (1.5, 1.9),
+    "grow_start_size": (0.8, 0.8),
 }
 
 
@@ -418,7 +426,7 @@ def make_clip(
         rate = total ** (1 / last) if action == "grow" else total ** (-1 / last)
         obj_scale = rate**t
         spec.scale_rate = rate
-        base_size = base_size * (0.7 if action == "grow" else 1.3)
+        base_size = base_size * (MOTION_RANGES["grow_start_size"][0] if action == "grow" else 1.3)
     if action in ("pan_left", "pan_right"):
         # Camera pans left -> the content moves right in the frame.
         direction = 1 if action == "pan_left" else -1
