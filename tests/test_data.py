@@ -172,3 +172,15 @@ def test_motion_ranges_set_each_action_s_per_frame_change(monkeypatch):
         ):
             low, high = ranges[key]
             assert low - 1e-6 <= got[action][0] and got[action][1] <= high + 1e-6
+
+
+def test_held_out_phrasings_use_words_no_training_phrasing_uses():
+    from dreamvideo.data.synthetic import ACTIONS
+
+    held = ["drifts", "floats", "sinks", "revolves", "swells", "dwindles", "sweeps", "pushes in"]
+    held += ["pulls away", "remains", "motionless"]
+    for _kind, phrasings in ACTIONS.values():
+        assert len(phrasings) == 16 and len(set(phrasings)) == 16
+        assert any(f" {h} " in f" {phrasings[-1]} " for h in held)
+        for phrasing in phrasings[:-1]:
+            assert not any(f" {h} " in f" {phrasing} " for h in held), phrasing
