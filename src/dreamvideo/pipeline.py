@@ -126,11 +126,14 @@ class DreamVideoPipeline(DiffusionPipeline):
         cls,
         t2v: DiffusionPipeline | str | Path,
         image_embed_channels: int = 4,
+        image_encoder_type: str = "strided",
         **pipeline_config,
     ) -> DreamVideoPipeline:
         """Build DreamVideo from a diffusers text-to-video pipeline or folder (TextToVideoSDPipeline
         layout). The branch is copied from the UNet with zero-initialised injections, so the new
-        pipeline's noise prediction equals the base model's."""
+        pipeline's noise prediction equals the base model's. `image_encoder_type`: the branch's conv
+        encoder of the reference, "strided" (stride-2 convs from pixels, as ControlNet's
+        conditioning embedding) or "space_to_depth" (pixel unshuffle, then two convs)."""
         if not isinstance(t2v, DiffusionPipeline):
             from .loading import load_t2v
 
@@ -139,6 +142,7 @@ class DreamVideoPipeline(DiffusionPipeline):
             t2v.unet,
             image_embed_channels=image_embed_channels,
             downscale_factor=2 ** (len(t2v.vae.config.block_out_channels) - 1),
+            image_encoder_type=image_encoder_type,
         )
         return cls(
             vae=t2v.vae,

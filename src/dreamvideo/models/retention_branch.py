@@ -62,6 +62,25 @@ class ImageConditioningEncoder(nn.Module):
         return self.conv_out(h)
 
 
+class SpaceToDepthImageEncoder(nn.Module):
+    """Conv encoder that first folds each f×f pixel patch into channels (pixel unshuffle), then
+    convolves at latent resolution: every pixel of the reference reaches the branch through two
+    convs, instead of through a stack of strided convs learnt from scratch. In a space-to-depth
+    latent space its input is exactly the first frame's clean latent."""
+
+    def __init__(self, in_channels: int, out_channels: int, hidden_channels: int, downscale: int):
+        super().__init__()
+        self.downscale = downscale
+        self.conv_in = nn.Conv2d(in_channels * downscale**2, hidden_channels, 3, padding=1)
+        self.conv_out = nn.Conv2d(hidden_channels, out_channels, 3, padding=1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.conv_out(F.silu(self.conv_in(F.pixel_unshuffle(image, self.downscale))))
+
+
+IMAGE_ENCODERS = ("strided", "space_to_depth")
+
+
 class FrameRetentionBranch(ModelMixin, ConfigMixin):
     """Side copy of a `UNet3DConditionModel` down path that injects reference-image residuals."""
 
@@ -91,6 +110,7 @@ class FrameRetentionBranch(ModelMixin, ConfigMixin):
         cross_attention_dim: int = 1024,
         attention_head_dim: int | tuple[int, ...] = 64,
         time_cond_proj_dim: int | None = None,
+        image_encoder_type: str = "strided",
     ):
         super().__init__()
         self.gradient_checkpointing = False
@@ -99,9 +119,18 @@ class FrameRetentionBranch(ModelMixin, ConfigMixin):
             num_heads = (num_heads,) * len(down_block_types)
 
         # Trainable input convs: reference image (pixel space) and noisy latents.
-        self.image_encoder = ImageConditioningEncoder(
-            image_channels, image_embed_channels, tuple(image_encoder_channels), downscale_factor
-        )
+        if image_encoder_type not in IMAGE_ENCODERS:
+            raise ValueError(
+                f"image_encoder_type must be one of {IMAGE_ENCODERS}, got {image_encoder_type!r}"
+            )
+        if image_encoder_type == "space_to_depth":
+            self.image_encoder = SpaceToDepthImageEncoder(
+                image_channels, image_embed_channels, image_encoder_channels[-1], downscale_factor
+            )
+        else:
+            self.image_encoder = ImageConditioningEncoder(
+                image_channels, image_embed_channels, tuple(image_encoder_channels), downscale_factor
+            )
         self.latent_conv = nn.Conv2d(in_channels, in_channels, 3, padding=1)
         nn.init.dirac_(self.latent_conv.weight)  # identity at init: the branch starts as the base
         nn.init.zeros_(self.latent_conv.bias)
@@ -173,6 +202,7 @@ class FrameRetentionBranch(ModelMixin, ConfigMixin):
         image_encoder_channels: tuple[int, ...] | None = None,
         downscale_factor: int = 8,
         load_weights_from_unet: bool = True,
+        image_encoder_type: str = "strided",
     ) -> FrameRetentionBranch:
         """Build the branch from a base UNet, copying its down path's configuration and weights."""
         cfg = unet.config
@@ -195,6 +225,7 @@ class FrameRetentionBranch(ModelMixin, ConfigMixin):
             cross_attention_dim=cfg.cross_attention_dim,
             attention_head_dim=cfg.attention_head_dim,
             time_cond_proj_dim=cfg.time_cond_proj_dim,
+            image_encoder_type=image_encoder_type,
         )
         if (branch.device, branch.dtype) != (unet.device, unet.dtype):
             branch.to(device=unet.device, dtype=unet.dtype)

@@ -400,6 +400,7 @@ class I2VStage(_LatentVideoStage):
             pipe = DreamVideoPipeline.from_t2v(
                 config.init["t2v"],
                 image_embed_channels=int(config.model.get("image_embed_channels", 4)),
+                image_encoder_type=str(config.model.get("image_encoder_type", "strided")),
                 **defaults,
             )
         self.pipe = pipe
@@ -445,6 +446,7 @@ class I2VStage(_LatentVideoStage):
         record = {
             "init": self.config.init,
             "image_embed_channels": self.pipe.retention_branch.config.image_embed_channels,
+            "image_encoder_type": self.pipe.retention_branch.config.image_encoder_type,
         }
         (path / "training.json").write_text(
             json.dumps(record | self.config.model | self.options, indent=2) + "\n"
