@@ -1,4 +1,4 @@
-"""Double-condition classifier-free guidance (DESIGN §1, after InstructPix2Pix).
+"""Double-condition classifier-free guidance (docs/method.md; after InstructPix2Pix).
 
     eps = eps(∅img, ∅txt)
         + s_img · (eps(img, ∅txt) − eps(∅img, ∅txt))

@@ -1,6 +1,6 @@
 """The paper's benchmark protocols on local copies of UCF101 and MSR-VTT.
 
-Both follow the same steps (DESIGN §4; the paper does not publish its exact protocol, so every
+Both follow the same steps (docs/evaluation.md; the paper does not publish its exact protocol, so every
 choice below is an option with the default documented in docs/evaluation.md):
 
 1. Plan: pick clips with a fixed seed. UCF101 (`root/ClassName/*.avi`): `per_class` clips of

@@ -1,4 +1,4 @@
-"""Which parameters DreamVideo trains (DESIGN §1).
+"""Which parameters DreamVideo trains (docs/method.md, "Frame retention branch").
 
 The retention branch (with its image and latent input convs) and the main UNet's temporal
 layers train; the main UNet's spatial layers, the VAE and the text encoder stay frozen.

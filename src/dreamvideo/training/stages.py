@@ -1,4 +1,4 @@
-"""The three training stages of DreamVideo (DESIGN §2 recipe), one class each.
+"""The three training stages of DreamVideo (docs/training.md), one class each.
 
 - `vae`: a small `AutoencoderKL` on video frames (L1 + SSIM + KL).
 - `t2v`: the text-to-video base (`UNet3DConditionModel`) on VAE latents, text dropout for CFG.
