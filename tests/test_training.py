@@ -411,3 +411,7 @@ def test_pixel_latent_space_trains_x_prediction_end_to_end(tmp_path, photo):
     assert pipe(photo, "a ball", num_inference_steps=2).frames.shape == (1, 4, 32, 32, 3)
     with pytest.raises(UserError, match="latent_space must be one of"):
         train(load_config(config, {**pixels, "stage": "t2v", "model.latent_space": "dct"}))
+    with pytest.raises(UserError, match="pixel_downscale must be"):
+        train(load_config(config, {**pixels, "stage": "t2v", "model.pixel_downscale": 3}))
+    with pytest.raises(UserError, match="image_encoder_type must be one of"):
+        train(load_config(config, {"model.image_encoder_type": "clip"}))

@@ -27,6 +27,7 @@ from ..errors import UserError
 from ..metrics import ssim
 from ..models import DreamVideoDenoiser, checkpoint_unet_blocks, mark_trainable
 from ..models.pixel_autoencoder import PixelShuffleAutoencoder, fit_scaling_factor
+from ..models.retention_branch import IMAGE_ENCODERS
 from ..text import encode_prompts, load_minilm
 from .config import TrainConfig
 
@@ -289,6 +290,13 @@ def _load_vae(path: str) -> AutoencoderKL:
     return AutoencoderKL.from_pretrained(folder, use_safetensors=True)
 
 
+def _image_encoder_type(model: dict[str, Any]) -> str:
+    kind = model.get("image_encoder_type", "strided")
+    if kind not in IMAGE_ENCODERS:
+        raise UserError(f"image_encoder_type must be one of {', '.join(IMAGE_ENCODERS)}, got {kind!r}")
+    return kind
+
+
 class T2VStage(_LatentVideoStage):
     name = "t2v"
 
@@ -298,7 +306,10 @@ class T2VStage(_LatentVideoStage):
         if latent_space not in LATENT_SPACES:
             raise UserError(f"latent_space must be one of {', '.join(LATENT_SPACES)}, got {latent_space!r}")
         if latent_space == "pixels":
-            self.vae = self._pixel_autoencoder(int(config.model.get("pixel_downscale", 8)))
+            downscale = config.model.get("pixel_downscale", 8)
+            if downscale not in (1, 2, 4, 8, 16):
+                raise UserError(f"pixel_downscale must be 1, 2, 4, 8 or 16, got {downscale!r}")
+            self.vae = self._pixel_autoencoder(downscale)
         elif "vae" not in config.init:
             raise UserError(
                 "the t2v stage needs [init] vae = 'path/to/vae' (or [model] latent_space = 'pixels')"
@@ -400,7 +411,7 @@ class I2VStage(_LatentVideoStage):
             pipe = DreamVideoPipeline.from_t2v(
                 config.init["t2v"],
                 image_embed_channels=int(config.model.get("image_embed_channels", 4)),
-                image_encoder_type=str(config.model.get("image_encoder_type", "strided")),
+                image_encoder_type=_image_encoder_type(config.model),
                 **defaults,
             )
         self.pipe = pipe
