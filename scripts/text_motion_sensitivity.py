@@ -1,8 +1,13 @@
-"""Does a DreamVideo model use the prompt's *direction*? The training loss (v or ε MSE) on
-latent-cache clips of opposite-pair actions (left/right, up/down, cw/ccw, grow/shrink, pans,
-zooms), with their true caption, with the opposite action's caption and with no caption, at
-fixed noise levels. If the opposite caption costs no more than the true one, the model has not
-learnt which way to move — whatever the guidance scale at sampling.
+"""Does a model use the prompt's *direction*? The training loss (ε, v or x MSE) on clips of
+opposite-pair actions (left/right, up/down, cw/ccw, grow/shrink, pans, zooms), with their true
+caption, with the opposite action's caption and with no caption, at fixed noise levels. If the
+opposite caption costs no more than the true one, the model has not learnt which way to move —
+whatever the guidance scale at sampling; if no caption costs no more either, it ignores the text.
+
+The model is a DreamVideo folder (the reference image is the clip's first frame) or a
+text-to-video folder (a t2v stage's export: the UNet alone). Clips come from a latent cache
+(`--cache`, the first design's) or are rendered from the held-out split and encoded with the
+model's own `vae` (`--cache` omitted).
 
     python scripts/text_motion_sensitivity.py [--model DIR] [--cache runs/tiny/latents_refine.safetensors]
 """
@@ -11,54 +16,100 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
 import torch
 from diffusers import DDPMScheduler
 
 from dreamvideo.data.latent_cache import LatentCache
 from dreamvideo.data.synthetic import ACTIONS, OPPOSITES
-from dreamvideo.loading import load_pipeline
+from dreamvideo.evaluation.synthetic import heldout_clips
+from dreamvideo.loading import T2V_PIPELINE_CLASSES, load_pipeline, load_t2v, read_model_index
 from dreamvideo.models import DreamVideoDenoiser
 from dreamvideo.text import encode_prompts
 from dreamvideo.training.stages import noised_target
 
 
+def cached_clips(path: str, opposite: dict, count: int, scale: float):
+    """(latents, first frames, actions, object names) of a latent cache's opposite-pair clips."""
+    cache = LatentCache(path)
+    picked = [k for k, m in enumerate(cache.meta) if m.get("action") in opposite][:count]
+    latents = torch.stack([cache.latents[k].float() for k in picked]) * scale
+    images = torch.stack([cache.first_frames[k].permute(2, 0, 1).float() / 127.5 - 1 for k in picked])
+    return (
+        latents,
+        images,
+        [cache.meta[k]["action"] for k in picked],
+        [cache.meta[k]["object"] for k in picked],
+    )
+
+
+@torch.no_grad()
+def rendered_clips(vae, opposite: dict, count: int, size: int, frames: int):
+    """The same from held-out clips rendered now and encoded with `vae`."""
+    clips = [c for c in heldout_clips(4 * count, size, frames) if c[1].action in opposite][:count]
+    pixels = torch.from_numpy(np.stack([f for f, _ in clips])).float() / 127.5 - 1  # (B, F, H, W, 3)
+    b, f = pixels.shape[:2]
+    flat = pixels.permute(0, 1, 4, 2, 3).flatten(0, 1)
+    latents = (
+        torch.cat([vae.encode(c).latent_dist.mode() for c in flat.split(32)]) * vae.config.scaling_factor
+    )
+    latents = latents.reshape(b, f, *latents.shape[1:]).permute(0, 2, 1, 3, 4).contiguous()
+    return (
+        latents,
+        flat.reshape(b, f, *flat.shape[1:])[:, 0],
+        [s.action for _, s in clips],
+        [s.object_name for _, s in clips],
+    )
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default=None)
-    parser.add_argument("--cache", default="runs/tiny/latents_refine.safetensors")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="DreamVideo or text-to-video folder")
+    parser.add_argument("--cache", default=None, help="a latent cache (default: render held-out clips)")
     parser.add_argument("--clips", type=int, default=48)
     parser.add_argument("--timesteps", default="950,800,600,400,200")
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    pipe = load_pipeline(args.model)
-    model = DreamVideoDenoiser(pipe.unet, pipe.retention_branch).eval()
-    cache = LatentCache(args.cache)
+    torch.set_num_threads(args.threads)
+    is_t2v = args.model and read_model_index(args.model)["_class_name"] in T2V_PIPELINE_CLASSES
+    pipe = load_t2v(args.model) if is_t2v else load_pipeline(args.model)
+    if is_t2v:
+
+        def model(noisy, steps, context, image):
+            return pipe.unet(noisy, steps, encoder_hidden_states=context).sample
+    else:
+        model = DreamVideoDenoiser(pipe.unet, pipe.retention_branch).eval()
     opposite = dict(OPPOSITES) | {b: a for a, b in OPPOSITES}
-    picked = [k for k, m in enumerate(cache.meta) if m.get("action") in opposite][: args.clips]
-    latents = torch.stack([cache.latents[k].float() for k in picked]) * pipe.vae.config.scaling_factor
-    images = torch.stack([cache.first_frames[k].permute(2, 0, 1).float() / 127.5 - 1 for k in picked])
+    if args.cache:
+        latents, images, actions, objects = cached_clips(
+            args.cache, opposite, args.clips, pipe.vae.config.scaling_factor
+        )
+    else:
+        size = pipe.unet.config.sample_size * 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+        latents, images, actions, objects = rendered_clips(pipe.vae, opposite, args.clips, size, 8)
 
     def caption(k: int, action: str) -> str:
-        return ACTIONS[action][1][0].format(obj=cache.meta[k]["object"])
+        return ACTIONS[action][1][0].format(obj=objects[k])
 
+    count = len(actions)
     captions = {
-        "true": [caption(k, cache.meta[k]["action"]) for k in picked],
-        "opposite": [caption(k, opposite[cache.meta[k]["action"]]) for k in picked],
-        "none": [""] * len(picked),
+        "true": [caption(k, actions[k]) for k in range(count)],
+        "opposite": [caption(k, opposite[actions[k]]) for k in range(count)],
+        "none": [""] * count,
     }
     contexts = {name: encode_prompts(pipe.tokenizer, pipe.text_encoder, c) for name, c in captions.items()}
     scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
     generator = torch.Generator().manual_seed(0)
-    print(f"{len(picked)} clips; loss with the true / opposite / no caption")
+    print(f"{count} clips; loss with the true / opposite / no caption")
     print("    t    true  opposite    none  opposite-true")
     for t in (int(x) for x in args.timesteps.split(",")):
         noise = torch.randn(latents.shape, generator=generator)
-        steps = torch.full((len(picked),), t)
+        steps = torch.full((count,), t)
         noisy, target = noised_target(scheduler, latents, noise, steps)
         loss = {}
         with torch.no_grad():
             for name, context in contexts.items():
-                chunks = [slice(i, i + 16) for i in range(0, len(picked), 16)]
+                chunks = [slice(i, i + 16) for i in range(0, count, 16)]
                 pred = torch.cat([model(noisy[c], steps[c], context[c], image=images[c]) for c in chunks])
                 loss[name] = ((pred - target) ** 2).mean().item()
         gap = (loss["opposite"] - loss["true"]) / loss["opposite"]
