@@ -1,7 +1,8 @@
 """The three training stages of DreamVideo (docs/training.md), one class each.
 
 - `vae`: a small `AutoencoderKL` on video frames (L1 + SSIM + KL).
-- `t2v`: the text-to-video base (`UNet3DConditionModel`) on VAE latents, text dropout for CFG.
+- `t2v`: the text-to-video base (`UNet3DConditionModel`) on VAE latents or lossless pixel-unshuffle
+  latents (`latent_space = "pixels"`), text dropout for CFG.
 - `i2v`: DreamVideo built from the t2v model; the retention branch and the main UNet's
   temporal layers train, with independent image / text / both dropout for double-condition CFG.
 
