@@ -239,6 +239,34 @@ def test_help_and_version(capsys, argv):
     assert code == 0 and stdout
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["generate", "--help"],
+        ["eval", "synthetic", "--help"],
+        ["generate", "x.png", "--mode", "up"],
+    ],
+)
+def test_help_and_refused_flags_import_no_heavy_library(argv):
+    """Start-up stays light (issue: `--help` in under a second): no torch, diffusers or numpy."""
+    code = (
+        "import sys; from dreamvideo.cli import main; rc = main(sys.argv[1:]); "
+        "print(sorted(m for m in ('torch', 'diffusers', 'transformers', 'numpy') if m in sys.modules), rc)"
+    )
+    result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
+    assert result.stdout.strip().splitlines()[-1] in ("[] 0", "[] 2"), result.stdout + result.stderr
+
+
+def test_lazy_package_attributes():
+    import dreamvideo
+
+    assert dreamvideo.load_pipeline.__module__ == "dreamvideo.loading"
+    assert "DreamVideoPipeline" in dir(dreamvideo) and set(dreamvideo.__all__) <= set(dir(dreamvideo))
+    with pytest.raises(AttributeError):
+        dreamvideo.no_such_name  # noqa: B018
+
+
 def test_data_synth_and_eval_synthetic_cli(tmp_path, capsys, model_dir):
     code, stdout, err = run(
         capsys, "data", "synth", "--out", tmp_path / "synth", "--num", "2", "--size", "32", "--frames", "4"

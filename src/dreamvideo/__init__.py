@@ -1,6 +1,10 @@
 """DreamVideo: high-fidelity image-to-video generation with text control (arXiv 2312.03018)."""
 
+from __future__ import annotations
+
+import importlib
 import os
+from typing import TYPE_CHECKING, Any
 
 # Never reach a model hub: every model loads from a local folder or an installed package.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -8,12 +12,22 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from .errors import UserError
-from .guidance import GuidanceMode, double_condition_cfg
-from .loading import default_model_dir, load_pipeline
-from .models import DreamVideoDenoiser, FrameRetentionBranch, mark_trainable
-from .pipeline import DreamVideoPipeline, DreamVideoPipelineOutput
 
 __version__ = "0.1.0"
+
+# Public name -> submodule. Loaded on first use (PEP 562), so `dreamvideo --help` and a
+# refused flag never import torch or diffusers (docs/performance.md, start-up).
+_LAZY = {
+    "GuidanceMode": "guidance",
+    "double_condition_cfg": "guidance",
+    "default_model_dir": "loading",
+    "load_pipeline": "loading",
+    "DreamVideoDenoiser": "models",
+    "FrameRetentionBranch": "models",
+    "mark_trainable": "models",
+    "DreamVideoPipeline": "pipeline",
+    "DreamVideoPipelineOutput": "pipeline",
+}
 
 __all__ = [
     "DreamVideoDenoiser",
@@ -27,3 +41,21 @@ __all__ = [
     "load_pipeline",
     "mark_trainable",
 ]
+
+if TYPE_CHECKING:
+    from .guidance import GuidanceMode, double_condition_cfg
+    from .loading import default_model_dir, load_pipeline
+    from .models import DreamVideoDenoiser, FrameRetentionBranch, mark_trainable
+    from .pipeline import DreamVideoPipeline, DreamVideoPipelineOutput
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

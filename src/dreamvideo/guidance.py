@@ -95,12 +95,14 @@ def reference_sample(
     mode: GuidanceMode | str,
     image_scale: float,
     text_scale: float,
+    scheduler_class: type | None = None,
 ) -> torch.Tensor:
     """The plain sampler `DreamVideoPipeline` must agree with: every step encodes the prompt again
-    and runs one forward per condition. Returns the final latents."""
+    and runs one forward per condition. Returns the final latents. `scheduler_class`: another
+    diffusers scheduler on the pipeline's noise schedule (default: the pipeline's own class)."""
     from .text import encode_prompts
 
-    scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
+    scheduler = (scheduler_class or type(pipe.scheduler)).from_config(pipe.scheduler.config)
     scheduler.set_timesteps(num_inference_steps)
     x = latents * scheduler.init_noise_sigma
     for t in scheduler.timesteps:

@@ -32,6 +32,8 @@ class DreamVideoDenoiser(nn.Module):
         """Pass either precomputed `image_features` (sampling) or the pixel `image` (training)."""
         # A permuted (non-contiguous) view crashed the CPU conv3d backward of PyTorch 2.13 (segfault).
         latents = latents.contiguous()
+        if conditioning_scale == 0:  # the branch's residuals would all be scaled to zero: skip it
+            return self.unet(latents, timestep, encoder_hidden_states=text_embeds).sample
         if image_features is None:
             if image is None:
                 raise ValueError("pass image_features or image")
