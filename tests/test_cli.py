@@ -92,6 +92,13 @@ def test_same_seed_same_video(tmp_path, capsys, photo, model_dir):
         )
     a, b = sorted((tmp_path / "a").iterdir()), sorted((tmp_path / "b").iterdir())
     assert [f.read_bytes() for f in a] == [f.read_bytes() for f in b]
+    # mp4 too: one encoder thread (x264's threaded output depends on the core count), bit-exact mux.
+    for name in ("a.mp4", "b.mp4"):
+        code = run(capsys, "generate", photo, "-p", "x", "-o", tmp_path / name, "--model", model_dir, *GEN)[0]
+        assert code == 0
+    data = (tmp_path / "a.mp4").read_bytes()
+    assert data == (tmp_path / "b.mp4").read_bytes()
+    assert b"threads=1 " in data and b"Lavf" not in data
 
 
 def test_info(capsys, model_dir):
@@ -131,6 +138,17 @@ def _bad_inputs(tmp_path, photo, model_dir):
         (["generate", photo, "-p", "x", *out, "--fps", "0"], "fps"),
         (["generate", photo, "-p", "x", *out, "--segments", "0"], "segments"),
         (["generate", photo, "-p", "", *out, "--mode", "text"], "text-only"),
+        # Every number range-checked before loading (issue: reliability).
+        (["generate", photo, "-p", "x", *out, "--image-scale", "1e38"], "image guidance scale must be"),
+        (["generate", photo, "-p", "x", *out, "--text-scale", "101"], "text guidance scale must be"),
+        (["generate", photo, "-p", "x", *out, "--fps", "2147483648"], "fps must be an integer from 1 to 240"),
+        (["generate", photo, "-p", "x", *out, "--seed", "18446744073709551616"], "seed must be"),
+        (["generate", photo, "-p", "x", *out, "--seed", "-1"], "seed must be"),
+        (["generate", photo, "-p", "x", *out, "--steps", "1001"], "steps must be an integer from 1 to 1000"),
+        (["generate", photo, "-p", "x", *out, "--frames", "513"], "frames must be"),
+        (["generate", photo, "-p", "x", *out, "--segments", "1000000"], "segments x frames"),
+        (["generate", photo, "-p", "x", *out, "--frames", "64", "--segments", "17"], "segments x frames"),
+        (["generate", photo, "-p", "x", *out, "--height", "4097"], "height must be"),
         (
             ["generate", photo, "-p", "x", "-o", tmp_path / "no" / "dir" / "o.mp4", "--model", model_dir],
             "does not exist",

@@ -84,9 +84,33 @@ def test_convert_refuses_a_non_empty_output_unless_overwrite(t2v_dir, tmp_path):
     with pytest.raises(UserError, match="not empty"):
         convert_t2v(t2v_dir, out)
     assert (out / "notes.txt").read_text() == "mine"
-    report = convert_t2v(t2v_dir, out, overwrite=True, verify=False)
-    assert report.max_abs_difference is None and (out / "model_index.json").is_file()
-    assert not (out / "notes.txt").exists()
+    # --overwrite replaces only a DreamVideo folder: a user's folder of notes is kept.
+    with pytest.raises(UserError, match="not a DreamVideo model folder"):
+        convert_t2v(t2v_dir, out, overwrite=True, verify=False)
+    assert (out / "notes.txt").read_text() == "mine"
+    model = tmp_path / "model"
+    convert_t2v(t2v_dir, model, verify=False)
+    (model / "stale.txt").write_text("old")
+    report = convert_t2v(t2v_dir, model, overwrite=True, verify=False)
+    assert report.max_abs_difference is None and (model / "model_index.json").is_file()
+    assert not (model / "stale.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "taken"]  # nothing left aside
+
+
+def test_convert_overwrite_never_deletes_the_source(t2v_dir, tmp_path):
+    import shutil
+
+    parent = tmp_path / "parent"
+    shutil.copytree(t2v_dir, parent / "t2v")
+    (parent / "model_index.json").write_text('{"_class_name": "DreamVideoPipeline"}')
+    for out in (parent, parent / "t2v"):
+        with pytest.raises(UserError, match=r"must differ|source"):
+            convert_t2v(parent / "t2v", out, overwrite=True, verify=False)
+    assert (parent / "t2v" / "model_index.json").is_file()
+    a_file = tmp_path / "file.bin"
+    a_file.write_text("x")
+    with pytest.raises(UserError, match="is a file"):
+        convert_t2v(t2v_dir, a_file, overwrite=True, verify=False)
 
 
 def break_kind(folder):

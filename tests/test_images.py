@@ -45,8 +45,63 @@ def test_tiny_image_refused(tmp_path):
 
 def test_huge_png_refused_without_decoding(tmp_path):
     path = _save(Image.new("1", (20000, 20000)), tmp_path / "huge.png")
-    with pytest.raises(UserError, match="20000x20000"):
+    with pytest.raises(UserError, match="too large to decode safely"):
         load_image(path)
+    path = _save(Image.new("1", (9000, 9000)), tmp_path / "large.png")  # 81 MP: over our own limit
+    with pytest.raises(UserError, match="9000x9000"):
+        load_image(path)
+
+
+def test_formats_outside_the_allow_list_are_refused(tmp_path):
+    """An EPS file (even named .png) is never handed to Ghostscript; nor are other exotic formats."""
+    eps = tmp_path / "drawing.png"
+    eps.write_text("%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\n0 0 moveto 16 16 lineto stroke\n")
+    with pytest.raises(UserError, match="not one of PNG, JPEG"):
+        load_image(eps)
+    pcx = _save(Image.new("RGB", (16, 16)), tmp_path / "image.pcx")
+    with pytest.raises(UserError, match="not one of"):
+        load_image(pcx)
+    for suffix in ("png", "jpg", "webp", "gif", "bmp", "tif"):
+        assert load_image(
+            _save(Image.new("RGB", (16, 16), (9, 99, 199)), tmp_path / f"ok.{suffix}")
+        ).size == (16, 16)
+
+
+def test_bomb_checks_are_thread_safe(tmp_path):
+    """Loads in threads (the web app's previews beside generations) never switch Pillow's
+    process-wide decompression-bomb guard off, and every bomb is refused."""
+    import threading
+
+    bomb = _save(Image.new("1", (20000, 20000)), tmp_path / "bomb.png")
+    fine = _save(Image.new("RGB", (64, 64), (1, 2, 3)), tmp_path / "fine.png")
+    limit = Image.MAX_IMAGE_PIXELS
+    seen, outcomes = set(), []
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            seen.add(Image.MAX_IMAGE_PIXELS)
+
+    def load(path):
+        for _ in range(5):
+            try:
+                load_image(path)
+                outcomes.append((path, "ok"))
+            except UserError:
+                outcomes.append((path, "refused"))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    workers = [threading.Thread(target=load, args=(p,)) for p in (bomb, fine) * 4]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    stop.set()
+    watcher.join()
+    assert seen == {limit} and limit == Image.MAX_IMAGE_PIXELS
+    assert {o for p, o in outcomes if p == bomb} == {"refused"}
+    assert {o for p, o in outcomes if p == fine} == {"ok"}
 
 
 def test_huge_jpeg_downscaled_while_decoding(tmp_path):

@@ -134,6 +134,20 @@ def test_bad_sampling_arguments(pipe, photo, kwargs, match):
         pipe(photo, **kwargs)
 
 
+def test_diverging_sampling_stops_with_a_clear_error(pipe, photo, monkeypatch):
+    """Non-finite latents would decode to a black video: the pipeline stops and says so."""
+    step = pipe.scheduler.step
+
+    def overflowing(*args, **kwargs):
+        out = step(*args, **kwargs)
+        out.prev_sample.fill_(float("inf"))
+        return out
+
+    monkeypatch.setattr(pipe.scheduler, "step", overflowing)
+    with pytest.raises(UserError, match="sampling diverged at step 1"):
+        pipe(photo, "a ball", generator=gen(0), **FAST)
+
+
 def test_zero_scales_are_allowed(pipe, photo):
     frames = pipe(
         photo, "a ball", image_guidance_scale=0.0, text_guidance_scale=0.0, generator=gen(0), **FAST

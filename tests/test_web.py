@@ -255,3 +255,18 @@ def test_web_command_refuses_bad_options(args, message, capsys):
     assert main(["web", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_web_command_without_gradio_names_the_install(capsys, monkeypatch):
+    """After the README's main install (no [web] extra): one line with the command, exit 2."""
+    import importlib.util
+
+    from dreamvideo.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "gradio" else real(name, *a)
+    )
+    assert main(["web"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install -e '.[web]'" in err

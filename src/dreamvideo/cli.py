@@ -171,18 +171,19 @@ def generate(
     debug: bool,
 ) -> None:
     """Generate a video from IMAGE following --prompt."""
+    from .limits import check_fps, check_sampling_values, check_seed
+
+    # Cheap checks first, so a mistake costs no library import and no model loading.
+    check_sampling_values(frames, steps, image_scale, text_scale, segments, height, width)
+    check_fps(fps)
+    check_seed(seed)
     import torch
 
     from .io.images import load_image
     from .io.video import check_output_path, write_video
     from .loading import load_pipeline
-    from .pipeline import check_sampling_values
 
-    # Cheap checks first, so a mistake costs no model loading.
     check_output_path(output)
-    if fps is not None and fps <= 0:
-        raise UserError(f"fps must be a positive integer, got {fps}")
-    check_sampling_values(frames, steps, image_scale, text_scale, segments, height, width)
     reference = load_image(image)
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -775,16 +776,17 @@ def web(
     debug: bool,
 ) -> None:
     """Serve the Gradio web app (binds 127.0.0.1; never a public share link)."""
-    import torch
+    import importlib.util
 
     if port is not None and not 1 <= port <= 65535:
         raise UserError(f"port must be from 1 to 65535, got {port}")
     if concurrency < 1 or queue_size < 1 or not max_upload_mb > 0:
         raise UserError("--concurrency and --queue-size must be at least 1, --max-upload-mb above 0")
-    try:
-        from .web import launch
-    except ImportError as e:
-        raise UserError(f"the web app needs gradio: pip install 'dreamvideo[web]' ({e.name} missing)") from e
+    if importlib.util.find_spec("gradio") is None:  # an optional extra: say how to get it
+        raise UserError("the web app needs gradio, which is not installed: pip install -e '.[web]'")
+    import torch
+
+    from .web import launch
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: serving on {host}: anyone who can reach this machine can use the app", err=True)
     from .loading import load_pipeline

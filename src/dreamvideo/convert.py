@@ -133,8 +133,11 @@ def convert_t2v(
         raise UserError(f"image embed channels must be at least 1, got {image_embed_channels}")
     if output.resolve() == t2v.resolve():
         raise UserError("the output folder must differ from the text-to-video folder")
-    if output.exists() and not (output.is_dir() and not any(output.iterdir())) and not overwrite:
+    replacing = output.exists() and not (output.is_dir() and not any(output.iterdir()))
+    if replacing and not overwrite:
         raise UserError(f"output {output} exists and is not empty (pass --overwrite to replace it)")
+    if replacing:
+        _check_replaceable(output, t2v)
     if not output.parent.is_dir():
         raise UserError(f"output's parent folder does not exist: {output.parent}")
     check_t2v_folder(t2v)
@@ -159,10 +162,37 @@ def convert_t2v(
         pipe.save_pretrained(partial)
         record = asdict(report) | {"source": str(t2v.resolve())}
         (partial / "conversion.json").write_text(json.dumps(record, indent=2) + "\n")
-        if output.exists():
-            shutil.rmtree(output)
-        partial.rename(output)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
+    # The old folder is moved aside, not deleted, until the new one is in place.
+    aside = output.with_name(output.name + ".replaced")
+    if output.exists():
+        shutil.rmtree(aside, ignore_errors=True)
+        output.rename(aside)
+    try:
+        partial.rename(output)
+    except BaseException:
+        if aside.exists():
+            aside.rename(output)
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
     return report
+
+
+def _check_replaceable(output: Path, t2v: Path) -> None:
+    """`--overwrite` replaces a DreamVideo folder only: never another folder, never the source
+    or a folder that holds it."""
+    from .loading import read_model_index
+
+    if t2v.resolve().is_relative_to(output.resolve()):
+        raise UserError(f"--overwrite would delete the text-to-video source inside {output}")
+    if not output.is_dir():
+        raise UserError(f"output {output} is a file; --overwrite replaces model folders only")
+    try:
+        kind = read_model_index(output).get("_class_name")
+    except UserError:
+        kind = None
+    if kind != "DreamVideoPipeline":
+        raise UserError(f"output {output} is not a DreamVideo model folder; --overwrite replaces only those")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,51 +20,13 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from .errors import UserError
 from .guidance import GuidanceMode, combine_predictions, guidance_conditions
 from .io.images import fit_image, image_to_tensor, load_image, to_rgb
+from .limits import MAX_SIDE, check_sampling_values
 from .models import DreamVideoDenoiser, FrameRetentionBranch
 from .text import encode_prompts
 
 logger = logging.getLogger(__name__)
 
-MAX_FRAMES = 512
-MAX_SIDE = 4096
-
 ImageInput = PIL.Image.Image | str | Path | torch.Tensor
-
-
-def check_sampling_values(
-    num_frames: int | None = None,
-    num_inference_steps: int | None = None,
-    image_guidance_scale: float | None = None,
-    text_guidance_scale: float | None = None,
-    num_segments: int | None = None,
-    height: int | None = None,
-    width: int | None = None,
-) -> None:
-    """Model-independent checks of sampling settings (None: not given, not checked)."""
-
-    def is_int(value) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool)
-
-    for name, value in (("height", height), ("width", width)):
-        if value is not None and (not is_int(value) or not 1 <= value <= MAX_SIDE):
-            raise UserError(f"{name} must be an integer from 1 to {MAX_SIDE}, got {value}")
-    if num_frames is not None and (not is_int(num_frames) or not 1 <= num_frames <= MAX_FRAMES):
-        raise UserError(f"frames must be an integer from 1 to {MAX_FRAMES}, got {num_frames}")
-    if num_segments is not None:
-        if not is_int(num_segments) or num_segments < 1:
-            raise UserError(f"segments must be a positive integer, got {num_segments}")
-        if num_segments > 1 and num_frames is not None and num_frames < 2:
-            raise UserError("segments after the first need at least 2 frames each")
-    if num_inference_steps is not None and (not is_int(num_inference_steps) or num_inference_steps < 1):
-        raise UserError(f"steps must be a positive integer, got {num_inference_steps}")
-    for name, value in (
-        ("image guidance scale", image_guidance_scale),
-        ("text guidance scale", text_guidance_scale),
-    ):
-        if value is not None and (
-            not isinstance(value, int | float) or not math.isfinite(value) or value < 0
-        ):
-            raise UserError(f"{name} must be a finite number >= 0, got {value}")
 
 
 @dataclass
@@ -383,6 +344,11 @@ class DreamVideoPipeline(DiffusionPipeline):
                     )
                     guided = combine_predictions(mode, list(noise.chunk(len(conditions))), s_img, s_txt)
                     x = self.scheduler.step(guided, t, x, **step_kwargs).prev_sample
+                    if not torch.isfinite(x).all():  # would decode to a black video
+                        raise UserError(
+                            f"sampling diverged at step {i + 1} (non-finite latents): "
+                            "lower the guidance scales or use another scheduler"
+                        )
                     progress.update()
                     if callback is not None and i % callback_steps == 0:
                         callback(segment * num_inference_steps + i, int(t), x)

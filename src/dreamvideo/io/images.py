@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 MIN_SIDE = 8
 # Larger images are refused before decoding (JPEGs are first downscaled while decoding).
 MAX_PIXELS = 64_000_000
+ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 
 
 def _open_checked(path: Path) -> Image.Image:
@@ -29,18 +30,17 @@ def _open_checked(path: Path) -> Image.Image:
         raise UserError(f"image path is a directory, not a file: {path}")
     if path.stat().st_size == 0:
         raise UserError(f"image file is empty (0 bytes): {path}")
-    # Pillow's decompression-bomb guard is replaced by our own size check, which can
-    # downscale huge JPEGs while decoding instead of refusing them.
-    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    # Only formats we decode ourselves: never hand a file (whatever its name) to an external
+    # interpreter such as Ghostscript (EPS). Pillow's global bomb limit is left as it is:
+    # threads (the web app's previews) share it.
     try:
-        image = Image.open(path)
+        return Image.open(path, formats=ALLOWED_FORMATS)
+    except Image.DecompressionBombError as e:
+        raise UserError(f"image is too large to decode safely ({e}); downscale it first: {path}") from e
     except UnidentifiedImageError as e:
-        raise UserError(f"not an image file (or a format Pillow cannot read): {path}") from e
+        raise UserError(f"not an image file, or not one of {', '.join(ALLOWED_FORMATS)}: {path}") from e
     except OSError as e:
         raise UserError(f"cannot read image {path}: {e}") from e
-    finally:
-        Image.MAX_IMAGE_PIXELS = limit
-    return image
 
 
 def load_image(path: str | Path, target_size: tuple[int, int] | None = None) -> Image.Image:

@@ -115,11 +115,21 @@ def _write_mp4(frames: np.ndarray, filename: str, fps: int) -> None:
     _, h, w, _ = frames.shape
     if h % 2 or w % 2:
         frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    with av.open(filename, mode="w", format="mp4") as container:
+    # Reproducible bytes (tests/test_cli.py): one encoder thread (threaded output depends on the
+    # core count), no macroblock tree (it made P/B frames differ between runs of the same
+    # frames), bit-exact muxing (no library version stamps).
+    with av.open(filename, mode="w", format="mp4", options={"fflags": "+bitexact"}) as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "17", "preset": "medium"}
+        stream.thread_count = 1
+        stream.options = {
+            "crf": "17",
+            "preset": "medium",
+            "threads": "1",
+            "flags": "+bitexact",
+            "x264-params": "mbtree=0",
+        }
         for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
@@ -132,9 +142,9 @@ def read_video(path: str | Path) -> np.ndarray:
     path = Path(path)
     if path.is_dir():
         files = sorted(path.glob("*.png"))
-        return np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
+        return np.stack([np.asarray(Image.open(f, formats=["PNG"]).convert("RGB")) for f in files])
     if path.suffix.lower() == ".gif":
-        with Image.open(path) as gif:
+        with Image.open(path, formats=["GIF"]) as gif:
             frames = []
             for i in range(gif.n_frames):
                 gif.seek(i)
