@@ -230,6 +230,42 @@ def test_corrupt_or_missing_checkpoint_is_a_clear_error(tmp_path):
         train(config, resume=True)
 
 
+def test_resume_falls_back_to_the_newest_readable_checkpoint(tmp_path, capsys):
+    """After a power loss `latest` can name empty files: resume from the previous kept one."""
+    out = tmp_path / "vae"
+    config = load_config(write_config(tmp_path, "vae", 10, out=out))  # checkpoints at 5 and 10
+    train(config, max_steps=7)  # checkpoints at 5 and 7
+    latest = latest_checkpoint(out / "checkpoints")
+    assert latest.name == "step-0000007"
+    (latest / "model.safetensors").write_bytes(b"")
+    resumed = train(config, resume=True)
+    assert resumed["start_step"] == 5 and resumed["step"] == 10
+    assert "resuming from step-0000005 instead" in capsys.readouterr().out
+
+
+def test_full_disk_is_a_clear_error_and_leaves_no_temporary_folder(tmp_path, monkeypatch):
+    import errno
+
+    from dreamvideo.training import checkpoint
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    out = tmp_path / "vae"
+    config = load_config(write_config(tmp_path, "vae", 10, out=out))
+    monkeypatch.setattr(checkpoint, "save_file", full)
+    with pytest.raises(UserError, match="No space left on device"):
+        train(config, max_steps=5)
+    assert [p.name for p in (out / "checkpoints").iterdir()] == []  # no .tmp-step-N, no latest
+
+
+@pytest.mark.parametrize("key", ["checkpoint_every", "log_every", "keep_checkpoints"])
+def test_intervals_must_be_at_least_one(tmp_path, key):
+    path = write_config(tmp_path, "vae", 10, out=tmp_path / "vae")
+    with pytest.raises(UserError, match=f"{key} must be an integer of at least 1"):
+        load_config(path, {key: 0})
+
+
 def test_checkpoint_of_another_model_is_a_clear_error(tmp_path):
     """Resume and export refuse a checkpoint whose weights do not fit the config's model."""
     out = tmp_path / "vae"
@@ -320,6 +356,37 @@ os._exit(0)
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("RANKS-EQUAL") == 2
+
+
+@pytest.mark.slow  # gloo on 2 cores, as above
+def test_a_stop_signal_on_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    """Ctrl+C reaches the ranks at different moments: they agree every step, so none is left
+    waiting in a collective, and the checkpoint holds the same step for all."""
+    config = write_config(tmp_path, "vae", 50, out=tmp_path / "ddp")
+    script = tmp_path / "ddp_stop.py"
+    script.write_text(f"""
+import os, signal
+import torch.distributed as dist
+from dreamvideo.training import trainer
+from dreamvideo.training.config import load_config
+original = trainer.step_generator
+def signalling(seed, rank, step, micro):
+    if rank == 1 and step == 2:
+        os.kill(os.getpid(), signal.SIGTERM)  # only this rank sees it
+    return original(seed, rank, step, micro)
+trainer.step_generator = signalling
+summary = trainer.train(load_config({str(config)!r}))
+print("STOPPED", dist.get_rank(), summary["step"], summary["interrupted"], flush=True)
+dist.barrier()
+os._exit(0)
+""")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29518"]
+    result = subprocess.run([*command, str(script)], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = sorted(line for line in result.stdout.splitlines() if line.startswith("STOPPED"))
+    assert lines == ["STOPPED 0 3 True", "STOPPED 1 3 True"], result.stdout
+    assert latest_checkpoint(tmp_path / "ddp" / "checkpoints").name == "step-0000003"
 
 
 def test_timestep_sampling_options(tmp_path, trained):

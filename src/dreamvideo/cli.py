@@ -787,6 +787,7 @@ def web(
     import torch
 
     from .web import launch
+
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: serving on {host}: anyone who can reach this machine can use the app", err=True)
     from .loading import load_pipeline

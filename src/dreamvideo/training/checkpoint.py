@@ -47,6 +47,15 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], structure: dict) -> d
     return {"state": state, "param_groups": structure["param_groups"]}
 
 
+def _fsync(path: Path) -> None:
+    """Flush a file's or a folder's entries to disk (a rename is durable once its folder is)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def save_checkpoint(
     root: Path,
     step: int,
@@ -56,23 +65,37 @@ def save_checkpoint(
     trainer_state: dict[str, Any],
     keep: int = 2,
 ) -> Path:
+    """Write `root/step-N` durably: every file and the folder are fsync'd before the rename, and
+    `latest` moves only after that. A failed write (a full disk) leaves no temporary folder."""
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:07d}"
     tmp = root / f".tmp-step-{step:07d}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_file({k: v.detach().cpu().contiguous() for k, v in model_state.items()}, tmp / "model.safetensors")
-    save_file({k: v.detach().cpu().contiguous() for k, v in ema_state.items()}, tmp / "ema.safetensors")
-    tensors, structure = _flatten_optimizer(optimizer_state)
-    save_file(tensors, tmp / "optimizer.safetensors")
-    (tmp / "optimizer.json").write_text(json.dumps(structure))
-    save_file({"torch": torch.get_rng_state()}, tmp / "rng.safetensors")
-    (tmp / "trainer.json").write_text(json.dumps(trainer_state, indent=2))
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    latest_tmp = root / ".latest.tmp"
-    latest_tmp.write_text(final.name + "\n")
-    os.replace(latest_tmp, root / "latest")
+    try:
+        tmp.mkdir()
+        for name, state in (("model", model_state), ("ema", ema_state)):
+            tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+            save_file(tensors, tmp / f"{name}.safetensors")
+        tensors, structure = _flatten_optimizer(optimizer_state)
+        save_file(tensors, tmp / "optimizer.safetensors")
+        (tmp / "optimizer.json").write_text(json.dumps(structure))
+        save_file({"torch": torch.get_rng_state()}, tmp / "rng.safetensors")
+        (tmp / "trainer.json").write_text(json.dumps(trainer_state, indent=2))
+        for file in tmp.iterdir():
+            _fsync(file)
+        _fsync(tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        latest_tmp = root / ".latest.tmp"
+        latest_tmp.write_text(final.name + "\n")
+        _fsync(latest_tmp)
+        os.replace(latest_tmp, root / "latest")
+        _fsync(root)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        (root / ".latest.tmp").unlink(missing_ok=True)
+        reason = e.strerror or str(e)
+        raise UserError(f"cannot write checkpoint step {step} to {root}: {reason} (is the disk full?)") from e
     for old in sorted(p for p in root.glob("step-*") if p.is_dir())[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -84,6 +107,14 @@ def latest_checkpoint(root: Path) -> Path | None:
         return None
     path = root / pointer.read_text().strip()
     return path if path.is_dir() else None
+
+
+def resume_candidates(root: Path) -> list[Path]:
+    """Checkpoints to resume from, best first: the one `latest` names, then the others newest
+    first (after a power loss `latest` may name files that never reached the disk)."""
+    kept = sorted((p for p in root.glob("step-*") if p.is_dir()), reverse=True)
+    latest = latest_checkpoint(root)
+    return ([latest] if latest else []) + [p for p in kept if p != latest]
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

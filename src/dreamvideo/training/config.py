@@ -124,4 +124,8 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Tr
         raise UserError(f"{path}: stage must be one of {', '.join(STAGES)}, got {config.stage!r}")
     if config.optim.steps < 1 or config.optim.batch_size < 1 or config.optim.grad_accum < 1:
         raise UserError(f"{path}: steps, batch_size and grad_accum must be positive")
+    for name in ("checkpoint_every", "log_every", "keep_checkpoints"):
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise UserError(f"{path}: {name} must be an integer of at least 1, got {value!r}")
     return config

@@ -129,6 +129,10 @@ class VAEStage(Stage):
         ).to(device)
         if "vae" in config.init:  # warm start: continue training an existing VAE
             self.module.load_state_dict(_load_vae(config.init["vae"]).state_dict())
+        # Data parallelism (DDP) synchronises gradients only through `forward`: the loss's
+        # encode -> decode pass is this instance's forward (the class, and so the exported
+        # folder and the checkpoint keys, stay AutoencoderKL's).
+        self.module.forward = self._reconstruct
         self.frames_per_clip = int(self.options.get("frames_per_clip", 2))
         self.ssim_weight = float(self.options.get("ssim_weight", 0.5))
         self.kl_weight = float(self.options.get("kl_weight", 1e-6))
@@ -145,9 +149,9 @@ class VAEStage(Stage):
             frames.append(_frames_to_tensor(clip.frames[picks]))
         return {"images": torch.cat(frames).to(self.device)}
 
-    def loss(self, module, batch, generator):
-        images = batch["images"]
-        posterior = module.encode(images).latent_dist
+    def _reconstruct(self, images: torch.Tensor, generator: torch.Generator):
+        vae = self.module
+        posterior = vae.encode(images).latent_dist
         if self.sample_posterior:
             noise = torch.randn(posterior.mean.shape, generator=generator).to(posterior.mean.device)
             latents = posterior.mean + posterior.std * noise
@@ -155,7 +159,11 @@ class VAEStage(Stage):
             # The diffusion stages use the posterior mean; training on it avoids the unit-variance
             # sampling noise of a fresh encoder, which drowns colour early in training.
             latents = posterior.mean
-        recon = module.decode(latents).sample
+        return vae.decode(latents).sample, posterior
+
+    def loss(self, module, batch, generator):
+        images = batch["images"]
+        recon, posterior = module(images, generator)
         l1 = (recon - images).abs().mean()
         structural = 1 - ssim((recon.clamp(-1, 1) + 1) / 2, (images + 1) / 2)
         kl = posterior.kl().mean() / images[0].numel()

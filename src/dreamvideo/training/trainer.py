@@ -24,7 +24,7 @@ from diffusers.optimization import get_scheduler
 from tqdm.auto import tqdm
 
 from ..errors import UserError
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import latest_checkpoint, load_checkpoint, resume_candidates, save_checkpoint
 from .config import TrainConfig
 from .stages import STAGES
 
@@ -83,7 +83,9 @@ def train(config: TrainConfig, resume: bool = False, max_steps: int | None = Non
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     optim = config.optim
-    accelerator = Accelerator(mixed_precision=optim.mixed_precision)
+    # Without cpu=True, accelerate treats a multi-process CPU launch (torchrun) as one process
+    # per rank, each training alone: gloo data parallelism needs it said.
+    accelerator = Accelerator(mixed_precision=optim.mixed_precision, cpu=not torch.cuda.is_available())
     torch.manual_seed(config.seed)  # model initialisation, identical on every rank
     with accelerator.main_process_first():  # rank 0 builds shared files (latent cache) first
         stage = STAGES[config.stage](config, accelerator.device)
@@ -100,10 +102,7 @@ def train(config: TrainConfig, resume: bool = False, max_steps: int | None = Non
     log_path = output_dir / "loss.csv"
     start_step, seconds_before = 0, 0.0  # training time of earlier runs, so resumed logs continue it
     if resume:
-        path = latest_checkpoint(checkpoints)
-        if path is None:
-            raise UserError(f"nothing to resume: no checkpoint in {checkpoints}")
-        state = load_checkpoint(path)
+        path, state = _readable_checkpoint(checkpoints, accelerator.print)
         _restore_weights(accelerator.unwrap_model(module), ema, state, path)
         optimizer.load_state_dict(state["optimizer"])
         lr_scheduler.load_state_dict(state["trainer"]["lr_scheduler"])
@@ -209,8 +208,8 @@ def train(config: TrainConfig, resume: bool = False, max_steps: int | None = Non
                 log_file.flush()
             if not math.isfinite(last_loss):
                 raise RuntimeError(f"loss is {last_loss} at step {done}: lower the learning rate")
-            if stop.signal is not None:
-                stopped_by = stop.signal
+            if _any_rank_stopped(accelerator, stop.signal):  # every rank stops at the same step
+                stopped_by = stop.signal or "on another rank"
                 save(done)
                 break
             if done % config.checkpoint_every == 0 or done == end_step:
@@ -239,6 +238,35 @@ def train(config: TrainConfig, resume: bool = False, max_steps: int | None = Non
             "continue with --resume"
         )
     return summary
+
+
+def _any_rank_stopped(accelerator: Accelerator, signal: int | None) -> bool:
+    """Whether a stop signal reached any rank: each rank sees its own signal, and a rank that
+    left the loop alone would hang the others' collectives."""
+    if accelerator.num_processes == 1:
+        return signal is not None
+    flag = torch.tensor([0.0 if signal is None else 1.0], device=accelerator.device)
+    return accelerator.reduce(flag, "sum").item() > 0
+
+
+def _readable_checkpoint(checkpoints: Path, say) -> tuple[Path, dict]:
+    """The newest checkpoint that loads, saying which ones were skipped and why."""
+    candidates = resume_candidates(checkpoints)
+    if not candidates:
+        raise UserError(f"nothing to resume: no checkpoint in {checkpoints}")
+    errors = []
+    for path in candidates:
+        try:
+            state = load_checkpoint(path)
+        except UserError as e:
+            errors.append(str(e))
+            continue
+        for error in errors:
+            say(f"warning: {error}; resuming from {path.name} instead")
+        return path, state
+    if len(errors) == 1:
+        raise UserError(errors[0])
+    raise UserError(f"no readable checkpoint in {checkpoints}: {errors[0]}")
 
 
 def export_checkpoint(config: TrainConfig, target: Path, checkpoint: Path | None = None) -> Path:
