@@ -111,10 +111,11 @@ print(json.dumps({"seconds": seconds, "exit_code": done.returncode, "stderr": do
 """
 
 
-def run_command(args: list[str]) -> dict:
-    """Wall seconds, exit code and peak resident memory (MB) of a command."""
+def run_command(args: list[str], env: dict[str, str] | None = None) -> dict:
+    """Wall seconds, exit code and peak resident memory (MB) of a command (`env`: added variables)."""
     launcher = [sys.executable, "-c", _LAUNCHER, *args]
-    launched = subprocess.run(launcher, capture_output=True, text=True, check=True)
+    environment = {**os.environ, **(env or {})}
+    launched = subprocess.run(launcher, capture_output=True, text=True, check=True, env=environment)
     result = json.loads(launched.stdout)
     return {
         "seconds": round(result["seconds"], 3),

@@ -141,6 +141,11 @@ def cli(debug: bool) -> None:
     show_default=True,
     help="Precision: fp16/bf16 halve GPU memory; fp16 needs a GPU; on CPU fp32 is fastest.",
 )
+@click.option(
+    "--max-memory",
+    default=None,
+    help="Refuse requests estimated to need more memory than this, e.g. 8GB (default: the machine's RAM).",
+)
 @click.option("--attention-slicing", is_flag=True, help="Compute attention in slices (less memory).")
 @click.option("--vae-slicing", is_flag=True, help="Decode one frame at a time (less memory).")
 @click.option("--cpu-offload", is_flag=True, help="Keep models on CPU until used (GPU memory; needs CUDA).")
@@ -165,6 +170,7 @@ def generate(
     resize: str,
     device: str | None,
     dtype: str,
+    max_memory: str | None,
     attention_slicing: bool,
     vae_slicing: bool,
     cpu_offload: bool,
@@ -177,6 +183,7 @@ def generate(
     check_sampling_values(frames, steps, image_scale, text_scale, segments, height, width)
     check_fps(fps)
     check_seed(seed)
+    _check_memory_budget(model, frames, height, width, segments, mode, dtype, vae_slicing, max_memory)
     import torch
 
     from .io.images import load_image
@@ -228,6 +235,31 @@ def generate(
         f"wrote {output} ({video.shape[0]} frames, {video.shape[2]}x{video.shape[1]}, "
         f"seed {seed}, {elapsed:.1f} s)"
     )
+
+
+def _check_memory_budget(
+    model, frames, height, width, segments, mode, dtype, vae_slicing, max_memory
+) -> None:
+    """Refuse, before any model loads, a request estimated over the memory budget."""
+    from .budget import ModelFacts, check_budget, estimate_peak_bytes, parse_size, physical_memory_bytes
+    from .loading import default_model_dir
+
+    budget = parse_size(max_memory) if max_memory is not None else physical_memory_bytes()
+    try:
+        facts = ModelFacts.read(model or default_model_dir())
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # not a readable model folder: loading says what is wrong with it
+    estimate = estimate_peak_bytes(
+        facts,
+        frames or facts.default_frames,
+        height or facts.default_side,
+        width or facts.default_side,
+        conditions=3 if mode == "image+text" else 2,
+        num_segments=segments,
+        dtype_bytes=4 if dtype == "fp32" else 2,
+        decode_chunk=1 if vae_slicing else 16,
+    )
+    check_budget(estimate, budget)
 
 
 @cli.command()
