@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
 gr = pytest.importorskip("gradio")
@@ -136,6 +137,45 @@ def test_settings_are_checked_like_the_cli(web_pipe, tmp_path):
         gen.settings(**{**ok, "image_scale": -1}, **sampling)
     with pytest.raises(UserError, match="upload an image"):
         gen.generate(None, settings)
+    # The page's limits hold on the server too (a direct API call skips the sliders).
+    for bad, message in (
+        ({"steps": 101}, "steps must be from 1 to 100"),
+        ({"frames": 65}, "frames must be from 2 to 64"),
+        ({"frames": 512}, "frames must be from 2 to 64"),
+        ({"fps": 31}, "fps must be from 1 to 30"),
+        ({"steps": float("nan")}, "steps must be a whole number"),
+    ):
+        with pytest.raises(UserError, match=message):
+            gen.settings(**ok, **{**sampling, **bad})
+    for scale, value in (("image_scale", 10.5), ("text_scale", 1e38), ("text_scale", float("inf"))):
+        with pytest.raises(UserError, match=scale.replace("_", " ")):
+            gen.settings(**{**ok, scale: value}, **sampling)
+
+
+def test_stop_ends_a_running_generation_at_the_next_step(web_pipe, tmp_path, photo):
+    from dreamvideo.web import Cancelled
+
+    gen = Generator(web_pipe, tmp_path)
+    settings = gen.settings("x", "", "image", 1.5, 5.0, 5, 4, 8, 0, False)
+    steps = []
+
+    def progress(fraction, desc=""):
+        steps.append(desc)
+        gen.cancel("visitor")  # pressed while the first step runs
+
+    with pytest.raises(Cancelled):
+        gen.generate(photo, settings, progress, session="visitor")
+    assert len(steps) == 1
+    gen.cancel("visitor")  # a Stop pressed before a request does not end the next one
+    assert gen.generate(photo, settings, session="visitor").shape[0] == 4
+
+
+def test_output_folder_keeps_the_newest_videos(web_pipe, tmp_path):
+    gen = Generator(web_pipe, tmp_path)
+    frames = np.zeros((2, 16, 16, 3), np.uint8)
+    paths = [gen.save(frames, 8) for _ in range(5)]
+    gen.clean_outputs(keep=2)
+    assert sorted(Path(p).name for p in tmp_path.iterdir()) == sorted(Path(p).name for p in paths[-2:])
 
 
 def test_binds_loopback_and_never_shares(server):
@@ -219,6 +259,45 @@ def test_extend_and_compare_through_the_api(client, photo):
     )
     assert frame_count(a["video"]) == frame_count(b["video"]) == FRAMES
     assert len(gallery) == 4  # generate, extend, and the two compared clips
+
+
+def test_out_of_range_api_requests_get_a_clean_refusal(client, photo, monkeypatch):
+    """What the page's sliders prevent, a direct API call may still send: the server refuses it
+    in one line, and an internal error never shows the server's paths or exception text."""
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    import dreamvideo.web
+
+    # Gradio 5.50's own slider check answers first; ours (web.LIMITS) stands behind it.
+    for sampling, message in (
+        (
+            ["", "image+text", 1.5, 5.0, 1000, FRAMES, 8, 3, False],
+            "steps must be from 1 to 100|maximum value 100",
+        ),
+        (["", "image+text", 1.5, 5.0, 2, 512, 8, 3, False], "frames must be from 2 to 64|maximum value 64"),
+        (
+            ["", "image+text", 1e38, 5.0, 2, FRAMES, 8, 3, False],
+            "image scale must be from 0 to 10|maximum value 10",
+        ),
+    ):
+        with pytest.raises(AppError, match=message):
+            client.predict(handle_file(photo), "pans left", *sampling, api_name="/generate")
+    # "Extend" stops at the app's longest clip.
+    monkeypatch.setattr(dreamvideo.web, "MAX_EXTENDED_FRAMES", 2 * FRAMES - 1)
+    sampling = ["", "image+text", 1.5, 5.0, 2, FRAMES, 8, 3, False]
+    client.predict(handle_file(photo), "pans left", *sampling, api_name="/generate")
+    client.predict(api_name="/extend")
+    with pytest.raises(AppError, match="as long as the app makes them"):
+        client.predict(api_name="/extend")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("/srv/secret/model.bin: internal failure")
+
+    monkeypatch.setattr(Generator, "generate", broken)
+    with pytest.raises(AppError) as error:
+        client.predict(handle_file(photo), "pans left", *sampling, api_name="/generate")
+    assert "internal error" in str(error.value) and "/srv/secret" not in str(error.value)
 
 
 def test_ten_concurrent_requests_all_complete(server, photo):

@@ -5,8 +5,11 @@ default: a CPU is saturated by one) and holds at most `queue_size` waiting reque
 queues instead of exhausting memory. Uploads go through the same checks as the CLI.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Gradio reads the handlers' `gr.Request` annotation
+# at run time, and `gr` is imported inside `build_app` (gradio is an optional extra).
+import functools
+import logging
+import math
 import random
 import tempfile
 import threading
@@ -19,6 +22,8 @@ import numpy as np
 
 from .errors import UserError
 
+logger = logging.getLogger(__name__)
+
 MODES = ("image+text", "image", "text")
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"  # present in a source checkout
 EXAMPLE_PROMPTS = {
@@ -27,6 +32,18 @@ EXAMPLE_PROMPTS = {
     "rocket.png": "the camera zooms out",
 }
 MAX_SEED = 2**31 - 1
+# The page's limits, enforced by the server for every API route (a direct API call is not
+# held to the sliders' ranges): (lowest, highest).
+LIMITS = {
+    "steps": (1, 100),
+    "frames": (2, 64),
+    "fps": (1, 30),
+    "image_scale": (0.0, 10.0),
+    "text_scale": (0.0, 15.0),
+}
+MAX_EXTENDED_FRAMES = 256  # "Extend" stops growing a clip here
+KEEP_OUTPUTS = 200  # newest videos kept in the output folder; older ones are deleted
+CACHE_CLEANUP = (3600, 86400)  # Gradio's cache: every hour, delete files older than a day
 
 
 @dataclass
@@ -61,6 +78,10 @@ class Clip:
     history: list[str] = field(default_factory=list)
 
 
+class Cancelled(UserError):
+    """The visitor pressed Stop: the generation ends at its next denoising step."""
+
+
 class Generator:
     """Turns page inputs into videos; all model calls go through here (and its lock)."""
 
@@ -69,7 +90,9 @@ class Generator:
         self.output_dir = Path(output_dir or tempfile.mkdtemp(prefix="dreamvideo-web-"))
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()  # the queue already serialises; this guards direct calls too
+        self._model_lock = threading.Lock()
         self._count = 0
+        self._cancelled: set[str] = set()
 
     def settings(
         self,
@@ -90,11 +113,13 @@ class Generator:
             raise UserError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         values = {"steps": steps, "frames": frames, "fps": fps}
         for name, value in values.items():
-            if value is None or float(value) != int(value):
+            if not isinstance(value, int | float) or not math.isfinite(value) or float(value) != int(value):
                 raise UserError(f"{name} must be a whole number, got {value}")
         steps, frames, fps = int(steps), int(frames), int(fps)
-        if fps < 1:
-            raise UserError(f"fps must be a positive integer, got {fps}")
+        for name, value in {**values, "image_scale": image_scale, "text_scale": text_scale}.items():
+            low, high = LIMITS[name]
+            if not isinstance(value, int | float) or not low <= value <= high:
+                raise UserError(f"{name.replace('_', ' ')} must be from {low:g} to {high:g}, got {value}")
         check_sampling_values(frames, steps, float(image_scale), float(text_scale))
         if random_seed or seed is None:
             seed = random.randrange(MAX_SEED)
@@ -112,7 +137,9 @@ class Generator:
             int(seed),
         )
 
-    def generate(self, image: Any, settings: Settings, progress=None) -> np.ndarray:
+    def generate(
+        self, image: Any, settings: Settings, progress=None, session: str | None = None
+    ) -> np.ndarray:
         """One clip (F, H, W, 3) uint8 from an image (path or PIL image)."""
         import torch
 
@@ -122,12 +149,16 @@ class Generator:
             raise UserError("upload an image (or pick an example) first")
         reference = load_image(image) if isinstance(image, str | Path) else image
         total = settings.steps
+        self._cancelled.discard(session)  # a Stop pressed before this request does not end it
 
         def report(step: int, _t: int, _latents) -> None:
+            if session is not None and session in self._cancelled:
+                self._cancelled.discard(session)
+                raise Cancelled("stopped")
             if progress is not None:
                 progress((step + 1) / total, desc=f"denoising step {step + 1}/{total}")
 
-        with self._lock:
+        with self._model_lock:
             result = self.pipe(
                 reference,
                 prompt=settings.prompt,
@@ -148,9 +179,21 @@ class Generator:
 
         with self._lock:
             self._count += 1
-            path = self.output_dir / f"dreamvideo-{self._count:04d}-{random.randrange(16**6):06x}.mp4"
+            path = self.output_dir / f"dreamvideo-{self._count:06d}-{random.randrange(16**6):06x}.mp4"
         write_video(frames, path, fps=fps)
+        self.clean_outputs()
         return str(path)
+
+    def clean_outputs(self, keep: int = KEEP_OUTPUTS) -> None:
+        """Keep the newest `keep` videos: the folder does not grow without bound."""
+        with self._lock:
+            videos = sorted(self.output_dir.glob("dreamvideo-*.mp4"), key=lambda p: p.stat().st_mtime)
+            for old in videos[:-keep]:
+                old.unlink(missing_ok=True)
+
+    def cancel(self, session: str) -> None:
+        """Ask the session's running generation to stop at its next denoising step."""
+        self._cancelled.add(session)
 
 
 def build_app(pipe, output_dir: str | Path | None = None):
@@ -176,10 +219,29 @@ def build_app(pipe, output_dir: str | Path | None = None):
         message = str(error).replace(upload, Path(upload).name) if upload else str(error)
         raise gr.Error(message, print_exception=False) from None
 
+    def guarded(handler):
+        """Anything but a visitor's mistake is logged here, not shown: no server paths or
+        exception texts reach the page."""
+
+        @functools.wraps(handler)
+        def run(*args, **kwargs):
+            try:
+                return handler(*args, **kwargs)
+            except gr.Error:
+                raise
+            except Exception:
+                logger.exception("web request failed")
+                raise gr.Error(
+                    "internal error (the server's log has the details)", print_exception=False
+                ) from None
+
+        return run
+
     def caption(clip: Clip) -> str:
         lines = [clip.settings.describe(), *clip.history]
         return "  \n".join(lines)
 
+    @guarded
     def on_upload(path):
         if path is None:
             return None
@@ -189,11 +251,29 @@ def build_app(pipe, output_dir: str | Path | None = None):
             fail(error, path)
 
     # Gradio finds the progress tracker by its default value: B008 is the library's idiom here.
-    def on_generate(image, prompt, *sampling_and_gallery, progress=gr.Progress()):  # noqa: B008
-        *sampling, gallery = sampling_and_gallery
+    # Explicit parameters (no *args) so that Gradio passes the `gr.Request` (the visitor's session,
+    # which Stop cancels).
+    @guarded
+    def on_generate(
+        image,
+        prompt,
+        negative,
+        mode,
+        s_img,
+        s_txt,
+        steps,
+        frames,
+        fps,
+        seed,
+        random_seed,
+        gallery,
+        request: gr.Request,
+        progress=gr.Progress(),  # noqa: B008
+    ):
+        sampling = (negative, mode, s_img, s_txt, steps, frames, fps, seed, random_seed)
         try:
             settings = gen.settings(prompt, *sampling)
-            video = gen.generate(image, settings, progress)
+            video = gen.generate(image, settings, progress, session=request.session_hash)
             path = gen.save(video, settings.fps)
         except UserError as error:
             fail(error, image)
@@ -201,12 +281,19 @@ def build_app(pipe, output_dir: str | Path | None = None):
         gallery = [*(gallery or []), (path, settings.describe())]
         return path, path, caption(clip), clip, gallery, gallery, settings.seed
 
-    def on_extend(clip: Clip | None, gallery, progress=gr.Progress()):  # noqa: B008
+    @guarded
+    def on_extend(clip: Clip | None, gallery, request: gr.Request, progress=gr.Progress()):  # noqa: B008
         if clip is None:
             fail(UserError("generate a video first, then extend it"))
+        if len(clip.frames) + clip.settings.frames - 1 > MAX_EXTENDED_FRAMES:
+            fail(
+                UserError(
+                    f"this clip is as long as the app makes them ({MAX_EXTENDED_FRAMES} frames at most)"
+                )
+            )
         last = Image.fromarray(clip.frames[-1])
         try:
-            video = gen.generate(last, clip.settings, progress)
+            video = gen.generate(last, clip.settings, progress, session=request.session_hash)
             frames = np.concatenate([clip.frames, video[1:]])  # the new clip starts on the old last frame
             path = gen.save(frames, clip.settings.fps)
         except UserError as error:
@@ -215,21 +302,41 @@ def build_app(pipe, output_dir: str | Path | None = None):
         gallery = [*(gallery or []), (path, f"{clip.settings.describe()} · extended to {len(frames)} frames")]
         return path, path, caption(extended), extended, gallery, gallery
 
-    def on_compare(image, prompt_a, prompt_b, *sampling_and_gallery, progress=gr.Progress()):  # noqa: B008
-        *sampling, gallery = sampling_and_gallery
+    @guarded
+    def on_compare(
+        image,
+        prompt_a,
+        prompt_b,
+        negative,
+        mode,
+        s_img,
+        s_txt,
+        steps,
+        frames,
+        fps,
+        seed,
+        random_seed,
+        gallery,
+        request: gr.Request,
+        progress=gr.Progress(),  # noqa: B008
+    ):
+        sampling = (negative, mode, s_img, s_txt, steps, frames, fps, seed, random_seed)
         outputs = []
         try:
             first = gen.settings(prompt_a, *sampling)
             for prompt in (prompt_a, prompt_b):  # same seed: the prompts are the only difference
                 settings = Settings(**{**first.__dict__, "prompt": (prompt or "").strip()})
-                video = gen.generate(image, settings, progress)
+                video = gen.generate(image, settings, progress, session=request.session_hash)
                 outputs.append((gen.save(video, settings.fps), settings))
         except UserError as error:
             fail(error, image)
         gallery = [*(gallery or []), *((p, s.describe()) for p, s in outputs)]
         return outputs[0][0], outputs[1][0], gallery, gallery
 
-    with gr.Blocks(title="DreamVideo") as demo:
+    def on_stop(request: gr.Request):
+        gen.cancel(request.session_hash)
+
+    with gr.Blocks(title="DreamVideo", delete_cache=CACHE_CLEANUP) as demo:
         gr.Markdown(
             "# DreamVideo\nImage-to-video with text control: the first frame keeps your image, "
             "the prompt sets the motion. Image guidance raises fidelity, text guidance the action."
@@ -248,18 +355,27 @@ def build_app(pipe, output_dir: str | Path | None = None):
                 negative = gr.Textbox(label="Negative prompt", elem_id="negative")
                 mode = gr.Radio(list(MODES), value=defaults.mode, label="Guidance mode", elem_id="mode")
                 with gr.Row():
-                    s_img = gr.Slider(0, 10, value=defaults.image_scale, step=0.1, label="Image guidance")
-                    s_txt = gr.Slider(0, 15, value=defaults.text_scale, step=0.1, label="Text guidance")
+                    s_img = gr.Slider(
+                        *LIMITS["image_scale"], value=defaults.image_scale, step=0.1, label="Image guidance"
+                    )
+                    s_txt = gr.Slider(
+                        *LIMITS["text_scale"], value=defaults.text_scale, step=0.1, label="Text guidance"
+                    )
                 with gr.Row():
-                    steps = gr.Slider(1, 100, value=defaults.steps, step=1, label="Steps", elem_id="steps")
-                    frames = gr.Slider(2, 64, value=defaults.frames, step=1, label="Frames", elem_id="frames")
-                    fps = gr.Slider(1, 30, value=defaults.fps, step=1, label="FPS")
+                    steps = gr.Slider(
+                        *LIMITS["steps"], value=defaults.steps, step=1, label="Steps", elem_id="steps"
+                    )
+                    frames = gr.Slider(
+                        *LIMITS["frames"], value=defaults.frames, step=1, label="Frames", elem_id="frames"
+                    )
+                    fps = gr.Slider(*LIMITS["fps"], value=defaults.fps, step=1, label="FPS")
                 with gr.Row():
                     seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
                     random_seed = gr.Checkbox(value=True, label="Random seed", elem_id="random-seed")
                 with gr.Row():
                     generate = gr.Button("Generate", variant="primary", elem_id="generate")
                     extend = gr.Button("Extend", elem_id="extend")
+                    stop = gr.Button("Stop", variant="stop", elem_id="stop")
                 examples = [
                     [str(EXAMPLES_DIR / name), text]
                     for name, text in EXAMPLE_PROMPTS.items()
@@ -283,23 +399,27 @@ def build_app(pipe, output_dir: str | Path | None = None):
 
         image.change(on_upload, image, preview, api_name=False)
         sampling = [negative, mode, s_img, s_txt, steps, frames, fps, seed, random_seed]
-        generate.click(
+        generating = generate.click(
             on_generate,
             [image, prompt, *sampling, gallery_state],
             [video, download, details, clip_state, gallery_state, gallery, seed],
             api_name="generate",
         )
-        extend.click(
+        extending = extend.click(
             on_extend,
             [clip_state, gallery_state],
             [video, download, details, clip_state, gallery_state, gallery],
             api_name="extend",
         )
-        compare.click(
+        comparing = compare.click(
             on_compare,
             [image, prompt_a, prompt_b, *sampling, gallery_state],
             [video_a, video_b, gallery_state, gallery],
             api_name="compare",
+        )
+        # Stop: queued requests are dropped; a running one ends at its next denoising step.
+        stop.click(
+            on_stop, None, None, cancels=[generating, extending, comparing], queue=False, api_name="stop"
         )
     demo.dreamvideo_output_dir = gen.output_dir
     return demo
@@ -324,7 +444,7 @@ def launch(
         max_file_size=int(max_upload_mb * 1024 * 1024),
         allowed_paths=[str(demo.dreamvideo_output_dir)],
         prevent_thread_lock=True,
-        show_error=True,
+        show_error=False,  # visitors see their own mistakes (gr.Error), never internal errors
         quiet=True,  # Gradio's banner suggests share=True, which this app never uses
     )
     if block:
