@@ -47,3 +47,12 @@ def photo(tmp_path_factory) -> str:
 
 def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+def run(capsys, *args):
+    """`dreamvideo ARGS` in process: (exit code, stdout, stderr)."""
+    from dreamvideo.cli import main
+
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err

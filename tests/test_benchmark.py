@@ -6,14 +6,9 @@ import math
 import pytest
 import torch
 
-from dreamvideo.cli import main
 from dreamvideo.models import DreamVideoDenoiser
 
-
-def run(capsys, *args):
-    code = main([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from .conftest import run
 
 
 def test_bench_smoke_writes_every_figure(tmp_path, capsys, model_dir, photo):

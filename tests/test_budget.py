@@ -7,14 +7,9 @@ import pytest
 
 from dreamvideo.benchmark import run_command
 from dreamvideo.budget import ModelFacts, estimate_peak_bytes, parse_size
-from dreamvideo.cli import main
 from dreamvideo.errors import UserError
 
-
-def run(capsys, *args):
-    code = main([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from .conftest import run
 
 
 def test_requests_over_the_budget_are_refused_before_loading(tmp_path, capsys, photo, model_dir):

@@ -9,15 +9,9 @@ import av
 import pytest
 from PIL import Image
 
-from dreamvideo.cli import main
+from .conftest import run
 
 GEN = ["--steps", "2", "--frames", "4", "--seed", "3"]
-
-
-def run(capsys, *args):
-    code = main([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_generate_writes_mp4_pyav_decodes(tmp_path, capsys, photo, model_dir):
