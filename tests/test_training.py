@@ -453,6 +453,40 @@ def test_x_loss_weights_are_the_v_loss_capped_by_min_snr():
     assert capped[0] == pytest.approx(6.0) and capped.min() >= 1 and torch.all(capped <= 6)
 
 
+def test_motion_loss_weighs_the_frame_to_frame_change():
+    """motion_loss_weight adds w·|Δx̂ − Δx|² (Δ along frames) to x-prediction's loss: a clip
+    whose frames are right but move the wrong way costs more."""
+    from types import SimpleNamespace
+
+    from diffusers import DDPMScheduler
+
+    from dreamvideo.training.stages import NOISE_SCHEDULE, _LatentVideoStage, x_loss_weights
+
+    scheduler = DDPMScheduler(**NOISE_SCHEDULE, prediction_type="sample")
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.randn(2, 3, 4, 8, 8, generator=gen)
+    reversed_motion = x0.flip(2)  # the same frames, played backwards
+    steps = torch.tensor([900, 100])
+
+    def loss(weight: float, prediction: torch.Tensor) -> torch.Tensor:
+        stage = SimpleNamespace(prediction_type="sample", noise_scheduler=scheduler, snr_cap=5.0)
+        stage.motion_loss_weight = weight
+        return _LatentVideoStage.prediction_loss(stage, prediction, x0, steps)
+
+    plain = (reversed_motion - x0).pow(2).flatten(1).mean(1)
+    change = (reversed_motion.diff(dim=2) - x0.diff(dim=2)).pow(2).flatten(1).mean(1)
+    expected = (x_loss_weights(scheduler, steps, 5.0) * (plain + 4.0 * change)).mean()
+    torch.testing.assert_close(loss(4.0, reversed_motion), expected)
+    assert loss(4.0, reversed_motion) > loss(0.0, reversed_motion) and loss(4.0, x0) == 0
+
+
+def test_motion_loss_needs_x_prediction(tmp_path):
+    path = write_config(tmp_path, "t2v", 2, out=tmp_path / "t2v", vae=tmp_path / "missing")
+    config = load_config(path, {"stage_options.motion_loss_weight": 1.0, "model.latent_space": "pixels"})
+    with pytest.raises(UserError, match="motion_loss_weight"):
+        train(config, max_steps=1)
+
+
 def test_pixel_latent_space_trains_x_prediction_end_to_end(tmp_path, photo):
     """latent_space = "pixels": t2v (x-prediction) and i2v train on the lossless space-to-depth
     latents and export a pipeline whose `vae` is the PixelShuffleAutoencoder."""

@@ -211,6 +211,13 @@ class _LatentVideoStage(Stage):
         self.snr_cap = float(self.options.get("x_loss_snr_cap", 5.0))
         if not self.snr_cap > 0:
             raise UserError("x_loss_snr_cap must be > 0")
+        # Extra weight on the clip's frame-to-frame change (x-prediction only): the part of a
+        # clip that the caption's motion words decide is a small share of the plain loss.
+        self.motion_loss_weight = float(self.options.get("motion_loss_weight", 0.0))
+        if self.motion_loss_weight < 0 or (self.motion_loss_weight and prediction_type != "sample"):
+            raise UserError(
+                "motion_loss_weight must be >= 0 and needs x-prediction (prediction_type 'sample')"
+            )
 
     @property
     def prediction_type(self) -> str:
@@ -281,7 +288,11 @@ class _LatentVideoStage(Stage):
         """MSE to the target; x-prediction's per-sample weights make it a capped v-loss."""
         if self.prediction_type != "sample":
             return F.mse_loss(prediction, target)
-        per_sample = (prediction.float() - target.float()).pow(2).flatten(1).mean(1)
+        prediction, target = prediction.float(), target.float()
+        per_sample = (prediction - target).pow(2).flatten(1).mean(1)
+        if self.motion_loss_weight:  # latents are (B, C, F, h, w): differences along frames
+            error = prediction.diff(dim=2) - target.diff(dim=2)
+            per_sample = per_sample + self.motion_loss_weight * error.pow(2).flatten(1).mean(1)
         return (x_loss_weights(self.noise_scheduler, steps, self.snr_cap) * per_sample).mean()
 
     @torch.no_grad()
