@@ -25,7 +25,7 @@ from pathlib import Path
 RUNTIME_BYTES = 600 * 2**20  # `dreamvideo generate` at the smallest size, less the weights (measured)
 PACKAGED_TEXT_ENCODER_BYTES = 91 * 2**20  # all-MiniLM-L6-v2 fp32, loaded from its package
 WORKING_TENSORS = 14  # a first-level block's live tensors (norms, convs, attention q/k/v/out)
-DECODER_TENSORS = 10  # the decoder's live full-resolution tensors per frame
+DECODER_TENSORS = 12  # the decoder's live full-resolution tensors per frame
 OUTPUT_COPIES = 3  # float frames, their [0, 1] copy, uint8 video
 
 
