@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 # Public name -> submodule. Loaded on first use (PEP 562), so `dreamvideo --help` and a
 # refused flag never import torch or diffusers (docs/performance.md, start-up).
 _LAZY = {
-    "GuidanceMode": "guidance",
+    "GuidanceMode": "limits",
     "double_condition_cfg": "guidance",
     "default_model_dir": "loading",
     "load_pipeline": "loading",
@@ -43,7 +43,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .guidance import GuidanceMode, double_condition_cfg
+    from .guidance import double_condition_cfg
+    from .limits import GuidanceMode
     from .loading import default_model_dir, load_pipeline
     from .models import DreamVideoDenoiser, FrameRetentionBranch, mark_trainable
     from .pipeline import DreamVideoPipeline, DreamVideoPipelineOutput

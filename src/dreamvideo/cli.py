@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from .errors import UserError
+from .limits import MODES
 
 # name -> (diffusers class, config overrides). Euler-a and PNDM have no x-prediction ("sample").
 SCHEDULERS = {
@@ -28,7 +29,6 @@ SCHEDULERS = {
     "pndm": ("PNDMScheduler", {"skip_prk_steps": True}),
     "ddpm": ("DDPMScheduler", {}),
 }
-MODES = ("image+text", "image", "text")
 DTYPES = {"fp32": None, "fp16": "float16", "bf16": "bfloat16"}  # torch dtype names, resolved lazily
 
 

@@ -12,15 +12,9 @@ Three modes use the same equation:
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 import torch
 
-
-class GuidanceMode(StrEnum):
-    IMAGE_TEXT = "image+text"
-    IMAGE = "image"
-    TEXT = "text"
+from .limits import GuidanceMode
 
 
 def double_condition_cfg(

@@ -7,6 +7,7 @@ model loading and every interface refuses the same values with the same one-line
 from __future__ import annotations
 
 import math
+from enum import StrEnum
 
 MAX_FRAMES = 512  # per segment
 MAX_TOTAL_FRAMES = 1024  # segments x frames: a chained video's length
@@ -15,6 +16,17 @@ MAX_STEPS = 1000  # the noise schedule's training steps
 MAX_GUIDANCE_SCALE = 100.0  # far above any useful scale (defaults 1.5 / 5); larger ones overflow
 MAX_FPS = 240
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes [-2**63, 2**64); negatives alias large seeds
+
+
+class GuidanceMode(StrEnum):
+    """Which conditions guide sampling (docs/method.md; the equation is in `guidance.py`)."""
+
+    IMAGE_TEXT = "image+text"
+    IMAGE = "image"
+    TEXT = "text"
+
+
+MODES = tuple(mode.value for mode in GuidanceMode)  # the names the CLI and the web app offer
 
 
 def _is_int(value) -> bool:

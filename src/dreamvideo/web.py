@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from .errors import UserError
+from .limits import MODES
 
 logger = logging.getLogger(__name__)
 
-MODES = ("image+text", "image", "text")
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"  # present in a source checkout
 EXAMPLE_PROMPTS = {
     "cat.png": "the camera zooms in",
