@@ -167,7 +167,7 @@ def _import_seconds() -> float:
 
 def readme_phases(pipe_loader: Callable[[], object], settings: BenchSettings) -> dict:
     """The README's command in process, phase by phase (seconds)."""
-    from .io.images import load_image
+    from .io.images import load_image, tensor_to_images
     from .io.video import write_video
 
     phases: dict[str, float] = {}
@@ -197,8 +197,7 @@ def readme_phases(pipe_loader: Callable[[], object], settings: BenchSettings) ->
         0.0, time.perf_counter() - start - phases["text_encoding"] - phases["image_encoding"]
     )
     start = time.perf_counter()
-    video = pipe.decode_latents(latents)
-    frames = ((video[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+    frames = tensor_to_images(pipe.decode_latents(latents)[0].transpose(0, 1))  # (F, H, W, 3)
     phases["decoding"] = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -208,11 +207,6 @@ def readme_phases(pipe_loader: Callable[[], object], settings: BenchSettings) ->
 
 
 # ---------------------------------------------------------------------------------- sampling
-def _uint8_video(video: torch.Tensor) -> np.ndarray:
-    """(3, F, H, W) in [-1, 1] -> (F, H, W, 3) uint8."""
-    return ((video.permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
-
-
 def _clip_quality(clips: list, videos: list[np.ndarray]) -> dict:
     from .evaluation.motion import ACTION_TO_MOTION, estimate_motion
     from .metrics import ssim
@@ -237,7 +231,7 @@ def compare_naive_and_default(pipe, settings: BenchSettings) -> dict:
 
     from .evaluation.synthetic import EVAL_SEED, heldout_clips
     from .guidance import reference_sample
-    from .io.images import image_to_tensor
+    from .io.images import image_to_tensor, tensor_to_images
 
     num_frames = pipe.config.default_num_frames
     height, width = pipe.default_size
@@ -260,7 +254,7 @@ def compare_naive_and_default(pipe, settings: BenchSettings) -> dict:
         latents = reference_sample(
             pipe, image, spec.caption, noise, settings.naive_steps, "image+text", s_img, s_txt, DDIMScheduler
         )
-        naive_videos.append(_uint8_video(pipe.decode_latents(latents)[0]))
+        naive_videos.append(tensor_to_images(pipe.decode_latents(latents)[0].transpose(0, 1)))
         naive_times.append(time.perf_counter() - start)
 
         start = time.perf_counter()
