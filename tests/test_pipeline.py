@@ -84,9 +84,12 @@ def test_output_types_and_batches(pipe, photo):
     assert pipe(photo, "a ball", return_dict=False, generator=gen(0), **FAST)[0].shape == (1, 3, 64, 64, 3)
 
 
-def test_callback_sees_every_step(pipe, photo):
+def test_deprecated_callback_still_sees_every_step(pipe, photo):
     calls = []
-    pipe(photo, "a ball", callback=lambda i, t, x: calls.append((i, t, x.shape)), generator=gen(0), **FAST)
+    with pytest.warns(FutureWarning, match="callback_on_step_end"):
+        pipe(
+            photo, "a ball", callback=lambda i, t, x: calls.append((i, t, x.shape)), generator=gen(0), **FAST
+        )
     assert [c[0] for c in calls] == [0, 1, 2] and calls[0][2] == (1, 4, 3, 8, 8)
 
 

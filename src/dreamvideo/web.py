@@ -151,12 +151,13 @@ class Generator:
         total = settings.steps
         self._cancelled.discard(session)  # a Stop pressed before this request does not end it
 
-        def report(step: int, _t: int, _latents) -> None:
+        def report(_pipe, step: int, _t, tensors: dict) -> dict:
             if session is not None and session in self._cancelled:
                 self._cancelled.discard(session)
                 raise Cancelled("stopped")
             if progress is not None:
                 progress((step + 1) / total, desc=f"denoising step {step + 1}/{total}")
+            return tensors
 
         with self._model_lock:
             result = self.pipe(
@@ -169,7 +170,7 @@ class Generator:
                 text_guidance_scale=settings.text_scale,
                 guidance_mode=settings.mode,
                 generator=torch.Generator("cpu").manual_seed(settings.seed),
-                callback=report,
+                callback_on_step_end=report,
                 output_type="np",
             )
         return (result.frames[0] * 255).round().astype(np.uint8)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from diffusers.models.unets.unet_3d_condition import UNet3DConditionModel
 from torch import nn
@@ -28,21 +30,31 @@ class DreamVideoDenoiser(nn.Module):
         image_features: torch.Tensor | None = None,
         image: torch.Tensor | None = None,
         conditioning_scale: float = 1.0,
+        cross_attention_kwargs: dict[str, Any] | None = None,
     ) -> torch.Tensor:
-        """Pass either precomputed `image_features` (sampling) or the pixel `image` (training)."""
+        """Pass either precomputed `image_features` (sampling) or the pixel `image` (training).
+        `cross_attention_kwargs` reach the attention processors of both networks."""
         # A permuted (non-contiguous) view crashed the CPU conv3d backward of PyTorch 2.13 (segfault).
         latents = latents.contiguous()
         if conditioning_scale == 0:  # the branch's residuals would all be scaled to zero: skip it
-            return self.unet(latents, timestep, encoder_hidden_states=text_embeds).sample
+            return self.unet(
+                latents,
+                timestep,
+                encoder_hidden_states=text_embeds,
+                cross_attention_kwargs=cross_attention_kwargs,
+            ).sample
         if image_features is None:
             if image is None:
                 raise ValueError("pass image_features or image")
             image_features = self.branch.encode_image(image)
-        down, mid = self.branch(latents, timestep, text_embeds, image_features, conditioning_scale)
+        down, mid = self.branch(
+            latents, timestep, text_embeds, image_features, conditioning_scale, cross_attention_kwargs
+        )
         return self.unet(
             latents,
             timestep,
             encoder_hidden_states=text_embeds,
+            cross_attention_kwargs=cross_attention_kwargs,
             down_block_additional_residuals=down,
             mid_block_additional_residual=mid,
         ).sample

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.attention import AttentionMixin
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.transformers.transformer_temporal import TransformerTemporalModel
@@ -81,7 +83,7 @@ class SpaceToDepthImageEncoder(nn.Module):
 IMAGE_ENCODERS = ("strided", "space_to_depth")
 
 
-class FrameRetentionBranch(ModelMixin, ConfigMixin):
+class FrameRetentionBranch(ModelMixin, AttentionMixin, ConfigMixin):
     """Side copy of a `UNet3DConditionModel` down path that injects reference-image residuals."""
 
     _supports_gradient_checkpointing = True
@@ -272,6 +274,7 @@ class FrameRetentionBranch(ModelMixin, ConfigMixin):
         encoder_hidden_states: torch.Tensor,
         image_features: torch.Tensor,
         conditioning_scale: float = 1.0,
+        cross_attention_kwargs: dict[str, Any] | None = None,
     ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
         """Residuals for the main UNet.
 
@@ -281,6 +284,7 @@ class FrameRetentionBranch(ModelMixin, ConfigMixin):
             encoder_hidden_states: text context (B, L, D).
             image_features: `encode_image` output (B, C_img, h, w), broadcast over frames.
             conditioning_scale: multiplies every residual.
+            cross_attention_kwargs: for the attention processors (as the UNet's argument).
 
         Returns:
             (down_block_residuals, mid_block_residual) in the main UNet's (B*F, C, h, w) layout.
@@ -303,25 +307,28 @@ class FrameRetentionBranch(ModelMixin, ConfigMixin):
         features = image_features.repeat_interleave(num_frames, dim=0)
         h = torch.cat([self.latent_conv(latents), features], dim=1)
         h = self.conv_in(h)
-        h = self.transformer_in(h, num_frames=num_frames, return_dict=False)[0]
+        h = self.transformer_in(
+            h, num_frames=num_frames, cross_attention_kwargs=cross_attention_kwargs, return_dict=False
+        )[0]
 
         skips = (h,)
         for block in self.down_blocks:
             if getattr(block, "has_cross_attention", False):
-                h, res = self._run(block, h, emb, context, num_frames)
+                h, res = self._run(block, h, emb, context, num_frames, cross_attention_kwargs)
             else:
                 h, res = self._run(block, h, emb, None, num_frames)
             skips += res
-        h = self._run(self.mid_block, h, emb, context, num_frames)
+        h = self._run(self.mid_block, h, emb, context, num_frames, cross_attention_kwargs)
 
         down = tuple(conv(s) * conditioning_scale for conv, s in zip(self.residual_convs, skips, strict=True))
         mid = self.mid_residual_conv(h) * conditioning_scale
         return down, mid
 
-    def _run(self, block: nn.Module, h, emb, context, num_frames):
+    def _run(self, block: nn.Module, h, emb, context, num_frames, cross_attention_kwargs=None):
         kwargs = {"num_frames": num_frames}
         if context is not None:
             kwargs["encoder_hidden_states"] = context
+            kwargs["cross_attention_kwargs"] = cross_attention_kwargs
         if self.gradient_checkpointing and torch.is_grad_enabled():
             return torch.utils.checkpoint.checkpoint(
                 lambda x, e: block(x, e, **kwargs), h, emb, use_reentrant=False
