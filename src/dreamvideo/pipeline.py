@@ -362,6 +362,30 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin):
             extra["generator"] = generator
         return extra
 
+    def _fill_defaults(
+        self,
+        num_frames: int | None,
+        height: int | None,
+        width: int | None,
+        image_guidance_scale: float | None,
+        text_guidance_scale: float | None,
+        guidance_scale: float | None,
+    ) -> tuple[int, int, int, float, float]:
+        """The model's defaults (its config) for every size and scale left None."""
+        cfg = self.config
+        if guidance_scale is not None:
+            if text_guidance_scale is not None and text_guidance_scale != guidance_scale:
+                raise UserError("guidance_scale is text_guidance_scale's other name: give one of them")
+            text_guidance_scale = guidance_scale
+        default_h, default_w = self.default_size
+        return (
+            cfg.default_num_frames if num_frames is None else num_frames,
+            default_h if height is None else height,
+            default_w if width is None else width,
+            cfg.default_image_guidance_scale if image_guidance_scale is None else image_guidance_scale,
+            cfg.default_text_guidance_scale if text_guidance_scale is None else text_guidance_scale,
+        )
+
     # ----------------------------------------------------------------- sampling state (diffusers names)
     @property
     def num_timesteps(self) -> int:
@@ -430,26 +454,16 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin):
                 (e.g. {"latents": ...}); setting `pipe._interrupt` skips the remaining steps.
             The deprecated `callback(step, timestep, latents)` / `callback_steps` still work.
         """
-        legacy_callback, callback_steps = _legacy_callback(kwargs)
+        legacy = _legacy_callback(kwargs)  # the deprecated callback / callback_steps pair
         # 0. Defaults: the model's own.
-        cfg = self.config
-        if guidance_scale is not None:
-            if text_guidance_scale is not None and text_guidance_scale != guidance_scale:
-                raise UserError("guidance_scale is text_guidance_scale's other name: give one of them")
-            text_guidance_scale = guidance_scale
+        num_frames, height, width, s_img, s_txt = self._fill_defaults(
+            num_frames, height, width, image_guidance_scale, text_guidance_scale, guidance_scale
+        )
         mode = GuidanceMode(guidance_mode)
-        num_frames = cfg.default_num_frames if num_frames is None else num_frames
-        default_h, default_w = self.default_size
-        height = default_h if height is None else height
-        width = default_w if width is None else width
-        s_img = cfg.default_image_guidance_scale if image_guidance_scale is None else image_guidance_scale
-        s_txt = cfg.default_text_guidance_scale if text_guidance_scale is None else text_guidance_scale
         self._interrupt = False
         self._num_timesteps = num_inference_steps * num_segments
 
         # 1. Check inputs; broadcast images against prompts.
-        if image is None:
-            raise UserError("an image is required")
         prompts = None if prompt_embeds is not None else _text_list(prompt)
         self.check_inputs(
             height,
@@ -465,19 +479,9 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin):
             output_type,
             callback_on_step_end_tensor_inputs,
         )
-        images = image if isinstance(image, list) else [image]
-        num_prompts = len(prompts) if prompts is not None else prompt_embeds.shape[0]
-        batch = _broadcast_size(len(images), num_prompts)
-        if prompts is not None:
-            prompts = prompts * (batch // len(prompts))
-            if mode is GuidanceMode.IMAGE_TEXT and not any(p.strip() for p in prompts):
-                logger.info("empty prompt: generating with image guidance only")
-                mode = GuidanceMode.IMAGE
-        elif num_prompts != batch:  # one embedding broadcast against several images
-            prompt_embeds = prompt_embeds.repeat(batch, 1, 1)
-            if negative_prompt_embeds is not None:
-                negative_prompt_embeds = negative_prompt_embeds.repeat(batch, 1, 1)
-        images = images * (batch // len(images))
+        images, prompts, prompt_embeds, negative_prompt_embeds, mode = _broadcast(
+            image, prompts, prompt_embeds, negative_prompt_embeds, mode
+        )
 
         # 2. Encode the text: fixed for the whole video, so once per call, not per step.
         prompt_embeds, negative_prompt_embeds = self.encode_prompt(
@@ -494,6 +498,12 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin):
         null_features = self.encode_reference(torch.zeros_like(reference))
 
         sampler = _Sampling(
+            num_inference_steps=num_inference_steps,
+            num_segments=num_segments,
+            generator=generator,
+            latents=latents,
+            output_type=output_type,
+            decode_chunk_size=decode_chunk_size,
             mode=mode,
             conditions=guidance_conditions(mode),
             image_scale=s_img,
@@ -503,39 +513,19 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin):
             step_kwargs=self.prepare_extra_step_kwargs(generator, eta),
             tensor_inputs=tuple(callback_on_step_end_tensor_inputs),
             on_step_end=callback_on_step_end,
-            legacy_callback=legacy_callback,
-            callback_steps=callback_steps,
+            **legacy,
         )
-        segments: list[torch.Tensor] = []
-        with self.progress_bar(total=self._num_timesteps) as progress:
-            for segment in range(num_segments):
-                # 4. Prepare timesteps and latents; the next segment starts from this one's last frame.
-                self.scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
-                x = self.prepare_latents(
-                    reference.shape[0],
-                    num_frames,
-                    height,
-                    width,
-                    generator,
-                    latents if segment == 0 else None,
-                )
-                # 5. Denoise.
-                x, prompt_embeds, negative_prompt_embeds = self._denoise(
-                    x,
-                    self.encode_reference(reference),
-                    null_features,
-                    prompt_embeds,
-                    negative_prompt_embeds,
-                    sampler,
-                    first_step=segment * num_inference_steps,
-                    progress=progress,
-                )
-                if output_type == "latent":
-                    segments.append(x)
-                    break
-                video = self.decode_latents(x, decode_chunk_size)
-                segments.append(video if segment == 0 else video[:, :, 1:])
-                reference = video[:, :, -1].clamp(-1, 1).to(reference.dtype)
+        # 4-5. Prepare latents and denoise, segment by segment.
+        segments = self._sample_segments(
+            reference,
+            null_features,
+            prompt_embeds,
+            negative_prompt_embeds,
+            sampler,
+            num_frames,
+            height,
+            width,
+        )
 
         # 6. Post-process.
         self.maybe_free_model_hooks()
@@ -545,6 +535,47 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin):
         if not return_dict:
             return (frames,)
         return DreamVideoPipelineOutput(frames=frames)
+
+    def _sample_segments(
+        self,
+        reference: torch.Tensor,
+        null_features: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        negative_prompt_embeds: torch.Tensor | None,
+        sampler: _Sampling,
+        num_frames: int,
+        height: int,
+        width: int,
+    ) -> list[torch.Tensor]:
+        """Decoded segments (B, 3, F, H, W), each after the first without its repeated first frame,
+        or [final latents] for output_type 'latent'."""
+        steps = sampler.num_inference_steps
+        segments: list[torch.Tensor] = []
+        with self.progress_bar(total=self._num_timesteps) as progress:
+            for segment in range(sampler.num_segments):
+                # 4. Timesteps and latents; a later segment starts from the previous one's last frame.
+                self.scheduler.set_timesteps(steps, device=self._execution_device)
+                initial = sampler.latents if segment == 0 else None
+                x = self.prepare_latents(
+                    len(reference), num_frames, height, width, sampler.generator, initial
+                )
+                # 5. Denoise.
+                x, prompt_embeds, negative_prompt_embeds = self._denoise(
+                    x,
+                    self.encode_reference(reference),
+                    null_features,
+                    prompt_embeds,
+                    negative_prompt_embeds,
+                    sampler,
+                    first_step=segment * steps,
+                    progress=progress,
+                )
+                if sampler.output_type == "latent":
+                    return [x]
+                video = self.decode_latents(x, sampler.decode_chunk_size)
+                segments.append(video if segment == 0 else video[:, :, 1:])
+                reference = video[:, :, -1].clamp(-1, 1).to(reference.dtype)
+        return segments
 
     def _denoise(
         self,
@@ -613,6 +644,12 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin):
 class _Sampling:
     """What stays fixed over a call's denoising loops."""
 
+    num_inference_steps: int
+    num_segments: int
+    generator: torch.Generator | list[torch.Generator] | None
+    latents: torch.Tensor | None
+    output_type: str
+    decode_chunk_size: int
     mode: GuidanceMode
     conditions: list[tuple[bool, bool]]
     image_scale: float
@@ -641,14 +678,35 @@ def _negatives(negative_prompt: str | list[str] | None, count: int) -> list[str]
     return negatives
 
 
-def _broadcast_size(num_images: int, num_prompts: int) -> int:
-    batch = max(num_images, num_prompts)
-    if num_images not in (1, batch) or num_prompts not in (1, batch):
-        raise UserError(f"got {num_images} images and {num_prompts} prompts: give one, or the same number")
-    return batch
+def _broadcast(
+    image: ImageInput | list[ImageInput],
+    prompts: list[str] | None,
+    prompt_embeds: torch.Tensor | None,
+    negative_prompt_embeds: torch.Tensor | None,
+    mode: GuidanceMode,
+) -> tuple[list[ImageInput], list[str] | None, torch.Tensor | None, torch.Tensor | None, GuidanceMode]:
+    """One image or prompt (or embedding) repeated against several of the other; an all-empty
+    prompt turns image+text guidance into image guidance."""
+    if image is None:
+        raise UserError("an image is required")
+    images = image if isinstance(image, list) else [image]
+    num_prompts = len(prompts) if prompts is not None else prompt_embeds.shape[0]
+    batch = max(len(images), num_prompts)
+    if len(images) not in (1, batch) or num_prompts not in (1, batch):
+        raise UserError(f"got {len(images)} images and {num_prompts} prompts: give one, or the same number")
+    if prompts is not None:
+        prompts = prompts * (batch // len(prompts))
+        if mode is GuidanceMode.IMAGE_TEXT and not any(p.strip() for p in prompts):
+            logger.info("empty prompt: generating with image guidance only")
+            mode = GuidanceMode.IMAGE
+    elif num_prompts != batch:
+        prompt_embeds = prompt_embeds.repeat(batch, 1, 1)
+        if negative_prompt_embeds is not None:
+            negative_prompt_embeds = negative_prompt_embeds.repeat(batch, 1, 1)
+    return images * (batch // len(images)), prompts, prompt_embeds, negative_prompt_embeds, mode
 
 
-def _legacy_callback(kwargs: dict) -> tuple[Callable | None, int]:
+def _legacy_callback(kwargs: dict) -> dict:
     """The old `callback` / `callback_steps` pair, with diffusers' deprecation warning."""
     callback = kwargs.pop("callback", None)
     callback_steps = kwargs.pop("callback_steps", 1)
@@ -658,4 +716,4 @@ def _legacy_callback(kwargs: dict) -> tuple[Callable | None, int]:
         deprecate(
             "callback", "1.0.0", "Pass `callback_on_step_end` instead of `callback` and `callback_steps`."
         )
-    return callback, callback_steps
+    return {"legacy_callback": callback, "callback_steps": callback_steps}

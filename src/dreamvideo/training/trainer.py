@@ -80,164 +80,190 @@ def step_generator(seed: int, rank: int, step: int, micro: int) -> torch.Generat
 
 def train(config: TrainConfig, resume: bool = False, max_steps: int | None = None) -> dict:
     """Run (or resume) a stage. `max_steps` stops early (tests); returns a summary dict."""
-    if config.threads > 0:
-        torch.set_num_threads(config.threads)
-    optim = config.optim
-    # Without cpu=True, accelerate treats a multi-process CPU launch (torchrun) as one process
-    # per rank, each training alone: gloo data parallelism needs it said.
-    accelerator = Accelerator(mixed_precision=optim.mixed_precision, cpu=not torch.cuda.is_available())
-    torch.manual_seed(config.seed)  # model initialisation, identical on every rank
-    with accelerator.main_process_first():  # rank 0 builds shared files (latent cache) first
-        stage = STAGES[config.stage](config, accelerator.device)
-    params = stage.trainable_parameters()
-    optimizer = torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
-    lr_scheduler = get_scheduler(
-        optim.lr_schedule, optimizer, num_warmup_steps=optim.warmup_steps, num_training_steps=optim.steps
-    )
-    module, optimizer = accelerator.prepare(stage.module, optimizer)
-    ema = EMA(params, optim.ema_decay)
+    run = _Run(config)  # 1. set-up: stage, optimiser, schedule, EMA
+    start_step = run.resume() if resume else run.check_fresh_start()  # 2. resume
+    run.write_config(start_step)
+    end_step = config.optim.steps if max_steps is None else min(config.optim.steps, start_step + max_steps)
+    done, stopped_by = run.loop(start_step, end_step)  # 3. the loop
+    return run.finish(start_step, done, stopped_by)  # 4. summary, export
 
-    output_dir = Path(config.output_dir)
-    checkpoints = output_dir / "checkpoints"
-    log_path = output_dir / "loss.csv"
-    start_step, seconds_before = 0, 0.0  # training time of earlier runs, so resumed logs continue it
-    if resume:
-        path, state = _readable_checkpoint(checkpoints, accelerator.print)
-        _restore_weights(accelerator.unwrap_model(module), ema, state, path)
-        optimizer.load_state_dict(state["optimizer"])
-        lr_scheduler.load_state_dict(state["trainer"]["lr_scheduler"])
-        torch.set_rng_state(state["rng"])
-        start_step = state["trainer"]["step"]
-        seconds_before = float(state["trainer"].get("seconds", 0.0))  # absent in older checkpoints
-        accelerator.print(f"resumed from {path} at step {start_step}")
-    elif latest_checkpoint(checkpoints) is not None:
-        raise UserError(f"{checkpoints} already has checkpoints: pass --resume, or use another output_dir")
 
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "config.json").write_text(
-            json.dumps(
-                {
-                    "config_path": config.config_path,
-                    **stage.describe(),
-                    "world_size": accelerator.num_processes,
-                },
-                indent=2,
-            )
+class _Run:
+    """One training run's state; `train` reads as its four steps."""
+
+    def __init__(self, config: TrainConfig):
+        if config.threads > 0:
+            torch.set_num_threads(config.threads)
+        self.config = config
+        optim = self.optim = config.optim
+        # Without cpu=True, accelerate treats a multi-process CPU launch (torchrun) as one process
+        # per rank, each training alone: gloo data parallelism needs it said.
+        accelerator = Accelerator(mixed_precision=optim.mixed_precision, cpu=not torch.cuda.is_available())
+        self.accelerator = accelerator
+        torch.manual_seed(config.seed)  # model initialisation, identical on every rank
+        with accelerator.main_process_first():  # rank 0 builds shared files (latent cache) first
+            self.stage = STAGES[config.stage](config, accelerator.device)
+        self.params = self.stage.trainable_parameters()
+        optimizer = torch.optim.AdamW(self.params, lr=optim.lr, weight_decay=optim.weight_decay)
+        self.lr_scheduler = get_scheduler(
+            optim.lr_schedule, optimizer, num_warmup_steps=optim.warmup_steps, num_training_steps=optim.steps
         )
-        _truncate_log(log_path, start_step)
-    end_step = optim.steps if max_steps is None else min(optim.steps, start_step + max_steps)
-    rank, world = accelerator.process_index, accelerator.num_processes
-    per_step = optim.batch_size * optim.grad_accum
-    started = time.time()
+        self.module, self.optimizer = accelerator.prepare(self.stage.module, optimizer)
+        self.ema = EMA(self.params, optim.ema_decay)
+        self.output_dir = Path(config.output_dir)
+        self.checkpoints = self.output_dir / "checkpoints"
+        self.log_path = self.output_dir / "loss.csv"
+        self.rank, self.world = accelerator.process_index, accelerator.num_processes
+        self.seconds_before = 0.0  # training time of earlier runs, so resumed logs continue it
+        self.started = time.time()  # reset when the loop starts
 
-    def training_seconds() -> float:
-        return round(seconds_before + time.time() - started, 1)
+    def check_fresh_start(self) -> int:
+        if latest_checkpoint(self.checkpoints) is not None:
+            raise UserError(
+                f"{self.checkpoints} already has checkpoints: pass --resume, or use another output_dir"
+            )
+        return 0
 
-    def save(step: int) -> Path:
+    def resume(self) -> int:
+        """Restore the newest readable checkpoint; returns its step."""
+        path, state = _readable_checkpoint(self.checkpoints, self.accelerator.print)
+        _restore_weights(self.accelerator.unwrap_model(self.module), self.ema, state, path)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.lr_scheduler.load_state_dict(state["trainer"]["lr_scheduler"])
+        torch.set_rng_state(state["rng"])
+        self.seconds_before = float(state["trainer"].get("seconds", 0.0))  # absent in older checkpoints
+        start_step = state["trainer"]["step"]
+        self.accelerator.print(f"resumed from {path} at step {start_step}")
+        return start_step
+
+    def write_config(self, start_step: int) -> None:
+        if not self.accelerator.is_main_process:
+            return
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        described = {
+            "config_path": self.config.config_path,
+            **self.stage.describe(),
+            "world_size": self.world,
+        }
+        (self.output_dir / "config.json").write_text(json.dumps(described, indent=2))
+        _truncate_log(self.log_path, start_step)
+
+    def training_seconds(self) -> float:
+        return round(self.seconds_before + time.time() - self.started, 1)
+
+    def loop(self, start_step: int, end_step: int) -> tuple[int, int | str | None]:
+        """Steps until `end_step` or a stop signal; returns (steps done, what stopped it)."""
+        config, accelerator = self.config, self.accelerator
+        progress = tqdm(
+            total=self.optim.steps,
+            initial=start_step,
+            disable=not accelerator.is_main_process,
+            desc=f"train {config.stage}",
+            dynamic_ncols=True,
+        )
+        self.module.train()
+        self.started = time.time()
+        self.last_loss, stopped_by, done = math.nan, None, start_step
+        main = accelerator.is_main_process
+        with (
+            _StopFlag() as stop,
+            open(self.log_path, "a", newline="") if main else contextlib.nullcontext() as log,
+        ):
+            writer = csv.writer(log) if log else None
+            for step in range(start_step, end_step):
+                self.last_loss = self.train_step(step)
+                done = step + 1
+                lr = self.lr_scheduler.get_last_lr()[0]
+                progress.update(1)
+                progress.set_postfix(loss=f"{self.last_loss:.4f}", lr=f"{lr:.2e}")
+                if writer and (done % config.log_every == 0 or done == end_step):
+                    writer.writerow(
+                        [done, f"{self.last_loss:.6f}", f"{lr:.3e}", f"{self.training_seconds():.1f}"]
+                    )
+                    log.flush()
+                if not math.isfinite(self.last_loss):
+                    raise RuntimeError(f"loss is {self.last_loss} at step {done}: lower the learning rate")
+                if _any_rank_stopped(accelerator, stop.signal):  # every rank stops at the same step
+                    stopped_by = stop.signal or "on another rank"
+                    self.save(done)
+                    break
+                if done % config.checkpoint_every == 0 or done == end_step:
+                    self.save(done)
+        progress.close()
+        return done, stopped_by
+
+    def train_step(self, step: int) -> float:
+        """One optimiser step over `grad_accum` micro-batches; returns the loss averaged over ranks."""
+        optim, accelerator = self.optim, self.accelerator
+        total = 0.0
+        for micro in range(optim.grad_accum):
+            first = ((step * optim.grad_accum + micro) * self.world + self.rank) * optim.batch_size
+            batch = self.stage.make_batch(list(range(first, first + optim.batch_size)))
+            sync = micro == optim.grad_accum - 1
+            with (
+                contextlib.nullcontext() if sync else accelerator.no_sync(self.module),
+                accelerator.autocast(),
+            ):
+                loss = self.stage.loss(
+                    self.module, batch, step_generator(self.config.seed, self.rank, step, micro)
+                )
+                accelerator.backward(loss / optim.grad_accum)
+            total += loss.detach().float() / optim.grad_accum
+        if optim.max_grad_norm > 0:
+            accelerator.clip_grad_norm_(self.params, optim.max_grad_norm)
+        self.optimizer.step()
+        self.lr_scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.ema.update(self.params, step)
+        return accelerator.reduce(total, "mean").item()
+
+    def save(self, step: int) -> Path | None:
+        accelerator = self.accelerator
         accelerator.wait_for_everyone()
         path = None
         if accelerator.is_main_process:
             trainer_state = {
                 "step": step,
-                "samples": step * per_step * world,
-                "lr_scheduler": lr_scheduler.state_dict(),
-                "world_size": world,
-                "seconds": training_seconds(),
+                "samples": step * self.optim.batch_size * self.optim.grad_accum * self.world,
+                "lr_scheduler": self.lr_scheduler.state_dict(),
+                "world_size": self.world,
+                "seconds": self.training_seconds(),
             }
             path = save_checkpoint(
-                checkpoints,
+                self.checkpoints,
                 step,
-                accelerator.unwrap_model(module).state_dict(),
-                ema.state_dict(),
-                optimizer.state_dict(),
+                accelerator.unwrap_model(self.module).state_dict(),
+                self.ema.state_dict(),
+                self.optimizer.state_dict(),
                 trainer_state,
-                config.keep_checkpoints,
+                self.config.keep_checkpoints,
             )
         accelerator.wait_for_everyone()
         return path
 
-    progress = tqdm(
-        total=optim.steps,
-        initial=start_step,
-        disable=not accelerator.is_main_process,
-        desc=f"train {config.stage}",
-        dynamic_ncols=True,
-    )
-    module.train()
-    last_loss, stopped_by, done = math.nan, None, start_step
-    with (
-        _StopFlag() as stop,
-        (
-            open(log_path, "a", newline="") if accelerator.is_main_process else contextlib.nullcontext()
-        ) as log_file,
-    ):
-        writer = csv.writer(log_file) if log_file else None
-        for step in range(start_step, end_step):
-            total = 0.0
-            for micro in range(optim.grad_accum):
-                first = ((step * optim.grad_accum + micro) * world + rank) * optim.batch_size
-                batch = stage.make_batch(list(range(first, first + optim.batch_size)))
-                sync = micro == optim.grad_accum - 1
-                with (
-                    contextlib.nullcontext() if sync else accelerator.no_sync(module),
-                    accelerator.autocast(),
-                ):
-                    loss = stage.loss(module, batch, step_generator(config.seed, rank, step, micro))
-                    accelerator.backward(loss / optim.grad_accum)
-                total += loss.detach().float() / optim.grad_accum
-            if optim.max_grad_norm > 0:
-                accelerator.clip_grad_norm_(params, optim.max_grad_norm)
-            optimizer.step()
-            lr_scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            ema.update(params, step)
-            last_loss = accelerator.reduce(total, "mean").item()
-            done = step + 1
-            progress.update(1)
-            progress.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr_scheduler.get_last_lr()[0]:.2e}")
-            if writer and (done % config.log_every == 0 or done == end_step):
-                writer.writerow(
-                    [
-                        done,
-                        f"{last_loss:.6f}",
-                        f"{lr_scheduler.get_last_lr()[0]:.3e}",
-                        f"{training_seconds():.1f}",
-                    ]
-                )
-                log_file.flush()
-            if not math.isfinite(last_loss):
-                raise RuntimeError(f"loss is {last_loss} at step {done}: lower the learning rate")
-            if _any_rank_stopped(accelerator, stop.signal):  # every rank stops at the same step
-                stopped_by = stop.signal or "on another rank"
-                save(done)
-                break
-            if done % config.checkpoint_every == 0 or done == end_step:
-                save(done)
-    progress.close()
-
-    digest = hashlib.sha1(b"".join(p.detach().float().cpu().numpy().tobytes() for p in params)).hexdigest()
-    summary = {
-        "stage": config.stage,
-        "start_step": start_step,
-        "step": done,
-        "param_digest": digest,
-        "loss": last_loss,
-        "seconds": round(time.time() - started, 1),  # this run
-        "training_seconds": training_seconds(),  # since step 0, over every resume
-        "interrupted": stopped_by is not None,
-    }
-    if stopped_by is None and summary["step"] >= optim.steps:
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            ema.copy_to(params)  # export the EMA weights
-            summary["exported"] = str(stage.export(output_dir))
-    if stopped_by is not None:
-        accelerator.print(
-            f"stopped by signal {stopped_by} at step {summary['step']}; checkpoint saved, "
-            "continue with --resume"
-        )
-    return summary
+    def finish(self, start_step: int, done: int, stopped_by: int | str | None) -> dict:
+        """The run's summary; a finished run exports its EMA weights."""
+        digest = hashlib.sha1(b"".join(p.detach().float().cpu().numpy().tobytes() for p in self.params))
+        summary = {
+            "stage": self.config.stage,
+            "start_step": start_step,
+            "step": done,
+            "param_digest": digest.hexdigest(),
+            "loss": self.last_loss,
+            "seconds": round(time.time() - self.started, 1),  # this run
+            "training_seconds": self.training_seconds(),  # since step 0, over every resume
+            "interrupted": stopped_by is not None,
+        }
+        if stopped_by is None and done >= self.optim.steps:
+            self.accelerator.wait_for_everyone()
+            if self.accelerator.is_main_process:
+                self.ema.copy_to(self.params)  # export the EMA weights
+                summary["exported"] = str(self.stage.export(self.output_dir))
+        if stopped_by is not None:
+            self.accelerator.print(
+                f"stopped by signal {stopped_by} at step {done}; checkpoint saved, continue with --resume"
+            )
+        return summary
 
 
 def _any_rank_stopped(accelerator: Accelerator, signal: int | None) -> bool:
