@@ -20,7 +20,7 @@ gr = pytest.importorskip("gradio")
 
 from dreamvideo.errors import UserError  # noqa: E402
 from dreamvideo.testing import tiny_dreamvideo_pipeline  # noqa: E402
-from dreamvideo.web import Generator, launch  # noqa: E402
+from dreamvideo.web import VideoMaker, launch  # noqa: E402
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 ARTIFACTS = Path(os.environ.get("DREAMVIDEO_TEST_ARTIFACTS", "test-artifacts"))
@@ -115,7 +115,7 @@ def set_number(driver, elem_id: str, value: int) -> None:
 
 # ---------------------------------------------------------------- settings (no server)
 def test_settings_are_checked_like_the_cli(web_pipe, tmp_path):
-    gen = Generator(web_pipe, tmp_path)
+    gen = VideoMaker(web_pipe, tmp_path)
     ok = dict(prompt=" zoom in ", negative_prompt="", mode="image", image_scale=1.5, text_scale=5.0)
     sampling = dict(steps=3, frames=4, fps=8, seed=7, random_seed=False)
     settings = gen.settings(**ok, **sampling)
@@ -155,7 +155,7 @@ def test_settings_are_checked_like_the_cli(web_pipe, tmp_path):
 def test_stop_ends_a_running_generation_at_the_next_step(web_pipe, tmp_path, photo):
     from dreamvideo.web import Cancelled
 
-    gen = Generator(web_pipe, tmp_path)
+    gen = VideoMaker(web_pipe, tmp_path)
     settings = gen.settings("x", "", "image", 1.5, 5.0, 5, 4, 8, 0, False)
     steps = []
 
@@ -171,7 +171,7 @@ def test_stop_ends_a_running_generation_at_the_next_step(web_pipe, tmp_path, pho
 
 
 def test_output_folder_keeps_the_newest_videos(web_pipe, tmp_path):
-    gen = Generator(web_pipe, tmp_path)
+    gen = VideoMaker(web_pipe, tmp_path)
     frames = np.zeros((2, 16, 16, 3), np.uint8)
     paths = [gen.save(frames, 8) for _ in range(5)]
     gen.clean_outputs(keep=2)
@@ -294,7 +294,7 @@ def test_out_of_range_api_requests_get_a_clean_refusal(client, photo, monkeypatc
     def broken(*args, **kwargs):
         raise RuntimeError("/srv/secret/model.bin: internal failure")
 
-    monkeypatch.setattr(Generator, "generate", broken)
+    monkeypatch.setattr(VideoMaker, "generate", broken)
     with pytest.raises(AppError) as error:
         client.predict(handle_file(photo), "pans left", *sampling, api_name="/generate")
     assert "internal error" in str(error.value) and "/srv/secret" not in str(error.value)

@@ -16,6 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -69,7 +70,7 @@ class Settings:
 
 
 @dataclass
-class Clip:
+class SessionClip:
     """A generated video kept in the visitor's session (for "extend" and the gallery)."""
 
     frames: np.ndarray  # (F, H, W, 3) uint8
@@ -82,7 +83,7 @@ class Cancelled(UserError):
     """The visitor pressed Stop: the generation ends at its next denoising step."""
 
 
-class Generator:
+class VideoMaker:
     """Turns page inputs into videos; all model calls go through here (and its lock)."""
 
     def __init__(self, pipe, output_dir: str | Path | None = None):
@@ -200,11 +201,8 @@ class Generator:
 def build_app(pipe, output_dir: str | Path | None = None):
     """The Gradio Blocks app for a loaded pipeline (not launched)."""
     import gradio as gr
-    from PIL import Image
 
-    from .io.images import load_image
-
-    gen = Generator(pipe, output_dir)
+    maker = VideoMaker(pipe, output_dir)
     cfg = pipe.config
     defaults = Settings(
         prompt="",
@@ -213,48 +211,63 @@ def build_app(pipe, output_dir: str | Path | None = None):
         frames=int(cfg.default_num_frames),
         fps=int(cfg.default_fps),
     )
+    with gr.Blocks(title="DreamVideo", delete_cache=CACHE_CLEANUP) as demo:
+        ui = _layout(defaults)
+        _wire(ui, maker)
+    demo.dreamvideo_output_dir = maker.output_dir
+    return demo
 
-    def fail(error: Exception, upload: str | None = None):
-        # Shown in the page as a toast; the server keeps running. Uploads live under a temp
-        # folder: name the file as the visitor knows it.
-        message = str(error).replace(upload, Path(upload).name) if upload else str(error)
-        raise gr.Error(message, print_exception=False) from None
 
-    def guarded(handler):
-        """Anything but a visitor's mistake is logged here, not shown: no server paths or
-        exception texts reach the page."""
+def _fail(error: Exception, upload: str | None = None):
+    """Show a visitor's mistake in the page as a toast; the server keeps running. Uploads live
+    under a temp folder: name the file as the visitor knows it."""
+    import gradio as gr
 
-        @functools.wraps(handler)
-        def run(*args, **kwargs):
-            try:
-                return handler(*args, **kwargs)
-            except gr.Error:
-                raise
-            except Exception:
-                logger.exception("web request failed")
-                raise gr.Error(
-                    "internal error (the server's log has the details)", print_exception=False
-                ) from None
+    message = str(error).replace(upload, Path(upload).name) if upload else str(error)
+    raise gr.Error(message, print_exception=False) from None
 
-        return run
 
-    def caption(clip: Clip) -> str:
-        lines = [clip.settings.describe(), *clip.history]
-        return "  \n".join(lines)
+def _guarded(handler):
+    """Anything but a visitor's mistake is logged here, not shown: no server paths or exception
+    texts reach the page."""
+    import gradio as gr
 
-    @guarded
-    def on_upload(path):
-        if path is None:
-            return None
+    @functools.wraps(handler)
+    def run(*args, **kwargs):
         try:
-            return load_image(path)
-        except UserError as error:
-            fail(error, path)
+            return handler(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception:
+            logger.exception("web request failed")
+            raise gr.Error(
+                "internal error (the server's log has the details)", print_exception=False
+            ) from None
 
-    # Gradio finds the progress tracker by its default value: B008 is the library's idiom here.
-    # Explicit parameters (no *args) so that Gradio passes the `gr.Request` (the visitor's session,
-    # which Stop cancels).
-    @guarded
+    return run
+
+
+def _caption(clip: "SessionClip") -> str:
+    return "  \n".join([clip.settings.describe(), *clip.history])
+
+
+def _on_upload(path):
+    from .io.images import load_image
+
+    if path is None:
+        return None
+    try:
+        return load_image(path)
+    except UserError as error:
+        _fail(error, path)
+
+
+# The handlers below are built per app around its VideoMaker. Their parameters are explicit (no
+# *args) so that Gradio passes the `gr.Request` (the visitor's session, which Stop cancels), and
+# Gradio finds the progress tracker by its default value: B008 is the library's idiom here.
+def _generate_handler(maker: "VideoMaker"):
+    import gradio as gr
+
     def on_generate(
         image,
         prompt,
@@ -273,37 +286,50 @@ def build_app(pipe, output_dir: str | Path | None = None):
     ):
         sampling = (negative, mode, s_img, s_txt, steps, frames, fps, seed, random_seed)
         try:
-            settings = gen.settings(prompt, *sampling)
-            video = gen.generate(image, settings, progress, session=request.session_hash)
-            path = gen.save(video, settings.fps)
+            settings = maker.settings(prompt, *sampling)
+            video = maker.generate(image, settings, progress, session=request.session_hash)
+            path = maker.save(video, settings.fps)
         except UserError as error:
-            fail(error, image)
-        clip = Clip(video, path, settings)
+            _fail(error, image)
+        clip = SessionClip(video, path, settings)
         gallery = [*(gallery or []), (path, settings.describe())]
-        return path, path, caption(clip), clip, gallery, gallery, settings.seed
+        return path, path, _caption(clip), clip, gallery, gallery, settings.seed
 
-    @guarded
-    def on_extend(clip: Clip | None, gallery, request: gr.Request, progress=gr.Progress()):  # noqa: B008
+    return _guarded(on_generate)
+
+
+def _extend_handler(maker: "VideoMaker"):
+    import gradio as gr
+    from PIL import Image
+
+    def on_extend(clip: SessionClip | None, gallery, request: gr.Request, progress=gr.Progress()):  # noqa: B008
         if clip is None:
-            fail(UserError("generate a video first, then extend it"))
+            _fail(UserError("generate a video first, then extend it"))
         if len(clip.frames) + clip.settings.frames - 1 > MAX_EXTENDED_FRAMES:
-            fail(
+            _fail(
                 UserError(
                     f"this clip is as long as the app makes them ({MAX_EXTENDED_FRAMES} frames at most)"
                 )
             )
         last = Image.fromarray(clip.frames[-1])
         try:
-            video = gen.generate(last, clip.settings, progress, session=request.session_hash)
+            video = maker.generate(last, clip.settings, progress, session=request.session_hash)
             frames = np.concatenate([clip.frames, video[1:]])  # the new clip starts on the old last frame
-            path = gen.save(frames, clip.settings.fps)
+            path = maker.save(frames, clip.settings.fps)
         except UserError as error:
-            fail(error)
-        extended = Clip(frames, path, clip.settings, [*clip.history, f"extended to {len(frames)} frames"])
+            _fail(error)
+        extended = SessionClip(
+            frames, path, clip.settings, [*clip.history, f"extended to {len(frames)} frames"]
+        )
         gallery = [*(gallery or []), (path, f"{clip.settings.describe()} · extended to {len(frames)} frames")]
-        return path, path, caption(extended), extended, gallery, gallery
+        return path, path, _caption(extended), extended, gallery, gallery
 
-    @guarded
+    return _guarded(on_extend)
+
+
+def _compare_handler(maker: "VideoMaker"):
+    import gradio as gr
+
     def on_compare(
         image,
         prompt_a,
@@ -324,106 +350,129 @@ def build_app(pipe, output_dir: str | Path | None = None):
         sampling = (negative, mode, s_img, s_txt, steps, frames, fps, seed, random_seed)
         outputs = []
         try:
-            first = gen.settings(prompt_a, *sampling)
+            first = maker.settings(prompt_a, *sampling)
             for prompt in (prompt_a, prompt_b):  # same seed: the prompts are the only difference
                 settings = Settings(**{**first.__dict__, "prompt": (prompt or "").strip()})
-                video = gen.generate(image, settings, progress, session=request.session_hash)
-                outputs.append((gen.save(video, settings.fps), settings))
+                video = maker.generate(image, settings, progress, session=request.session_hash)
+                outputs.append((maker.save(video, settings.fps), settings))
         except UserError as error:
-            fail(error, image)
+            _fail(error, image)
         gallery = [*(gallery or []), *((p, s.describe()) for p, s in outputs)]
         return outputs[0][0], outputs[1][0], gallery, gallery
 
-    def on_stop(request: gr.Request):
-        gen.cancel(request.session_hash)
+    return _guarded(on_compare)
 
-    with gr.Blocks(title="DreamVideo", delete_cache=CACHE_CLEANUP) as demo:
-        gr.Markdown(
-            "# DreamVideo\nImage-to-video with text control: the first frame keeps your image, "
-            "the prompt sets the motion. Image guidance raises fidelity, text guidance the action."
-        )
-        clip_state = gr.State(None)
-        gallery_state = gr.State([])
+
+def _layout(defaults: Settings) -> SimpleNamespace:
+    """The page's components (inside an open `gr.Blocks`), by name."""
+    import gradio as gr
+
+    ui = SimpleNamespace()
+    gr.Markdown(
+        "# DreamVideo\nImage-to-video with text control: the first frame keeps your image, "
+        "the prompt sets the motion. Image guidance raises fidelity, text guidance the action."
+    )
+    ui.clip_state = gr.State(None)
+    ui.gallery_state = gr.State([])
+    with gr.Row():
+        with gr.Column():
+            _input_controls(ui, defaults)
+        with gr.Column():
+            ui.video = gr.Video(label="Video", autoplay=True, loop=True, height=320, elem_id="video")
+            ui.details = gr.Markdown(elem_id="details")
+            ui.download = gr.File(label="Download", elem_id="download")
+    with gr.Accordion("Compare two prompts on the same image", open=False):
         with gr.Row():
-            with gr.Column():
-                # A File (not an Image) input: Gradio's Image decodes uploads itself, with its own
-                # errors; this way every upload goes through the CLI's checks in `load_image`.
-                image = gr.File(
-                    label="Reference image", file_types=["image"], type="filepath", elem_id="image"
-                )
-                preview = gr.Image(label="Preview", interactive=False, height=160, elem_id="preview")
-                prompt = gr.Textbox(label="Prompt", placeholder="the camera zooms in", elem_id="prompt")
-                negative = gr.Textbox(label="Negative prompt", elem_id="negative")
-                mode = gr.Radio(list(MODES), value=defaults.mode, label="Guidance mode", elem_id="mode")
-                with gr.Row():
-                    s_img = gr.Slider(
-                        *LIMITS["image_scale"], value=defaults.image_scale, step=0.1, label="Image guidance"
-                    )
-                    s_txt = gr.Slider(
-                        *LIMITS["text_scale"], value=defaults.text_scale, step=0.1, label="Text guidance"
-                    )
-                with gr.Row():
-                    steps = gr.Slider(
-                        *LIMITS["steps"], value=defaults.steps, step=1, label="Steps", elem_id="steps"
-                    )
-                    frames = gr.Slider(
-                        *LIMITS["frames"], value=defaults.frames, step=1, label="Frames", elem_id="frames"
-                    )
-                    fps = gr.Slider(*LIMITS["fps"], value=defaults.fps, step=1, label="FPS")
-                with gr.Row():
-                    seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
-                    random_seed = gr.Checkbox(value=True, label="Random seed", elem_id="random-seed")
-                with gr.Row():
-                    generate = gr.Button("Generate", variant="primary", elem_id="generate")
-                    extend = gr.Button("Extend", elem_id="extend")
-                    stop = gr.Button("Stop", variant="stop", elem_id="stop")
-                examples = [
-                    [str(EXAMPLES_DIR / name), text]
-                    for name, text in EXAMPLE_PROMPTS.items()
-                    if (EXAMPLES_DIR / name).is_file()
-                ]
-                if examples:
-                    gr.Examples(examples, inputs=[image, prompt], label="Examples")
-            with gr.Column():
-                video = gr.Video(label="Video", autoplay=True, loop=True, height=320, elem_id="video")
-                details = gr.Markdown(elem_id="details")
-                download = gr.File(label="Download", elem_id="download")
-        with gr.Accordion("Compare two prompts on the same image", open=False):
-            with gr.Row():
-                prompt_a = gr.Textbox(label="Prompt A", elem_id="prompt-a")
-                prompt_b = gr.Textbox(label="Prompt B", elem_id="prompt-b")
-            compare = gr.Button("Compare", elem_id="compare")
-            with gr.Row():
-                video_a = gr.Video(label="A", autoplay=True, loop=True, height=256, elem_id="video-a")
-                video_b = gr.Video(label="B", autoplay=True, loop=True, height=256, elem_id="video-b")
-        gallery = gr.Gallery(label="This session's videos", columns=6, height=260, elem_id="gallery")
+            ui.prompt_a = gr.Textbox(label="Prompt A", elem_id="prompt-a")
+            ui.prompt_b = gr.Textbox(label="Prompt B", elem_id="prompt-b")
+        ui.compare = gr.Button("Compare", elem_id="compare")
+        with gr.Row():
+            ui.video_a = gr.Video(label="A", autoplay=True, loop=True, height=256, elem_id="video-a")
+            ui.video_b = gr.Video(label="B", autoplay=True, loop=True, height=256, elem_id="video-b")
+    ui.gallery = gr.Gallery(label="This session's videos", columns=6, height=260, elem_id="gallery")
+    return ui
 
-        image.change(on_upload, image, preview, api_name=False)
-        sampling = [negative, mode, s_img, s_txt, steps, frames, fps, seed, random_seed]
-        generating = generate.click(
-            on_generate,
-            [image, prompt, *sampling, gallery_state],
-            [video, download, details, clip_state, gallery_state, gallery, seed],
-            api_name="generate",
+
+def _input_controls(ui: SimpleNamespace, defaults: Settings) -> None:
+    """The left column: image, prompts, guidance and sampling settings, buttons, examples."""
+    import gradio as gr
+
+    # A File (not an Image) input: Gradio's Image decodes uploads itself, with its own errors;
+    # this way every upload goes through the CLI's checks in `load_image`.
+    ui.image = gr.File(label="Reference image", file_types=["image"], type="filepath", elem_id="image")
+    ui.preview = gr.Image(label="Preview", interactive=False, height=160, elem_id="preview")
+    ui.prompt = gr.Textbox(label="Prompt", placeholder="the camera zooms in", elem_id="prompt")
+    ui.negative = gr.Textbox(label="Negative prompt", elem_id="negative")
+    ui.mode = gr.Radio(list(MODES), value=defaults.mode, label="Guidance mode", elem_id="mode")
+    with gr.Row():
+        ui.s_img = gr.Slider(
+            *LIMITS["image_scale"], value=defaults.image_scale, step=0.1, label="Image guidance"
         )
-        extending = extend.click(
-            on_extend,
-            [clip_state, gallery_state],
-            [video, download, details, clip_state, gallery_state, gallery],
-            api_name="extend",
+        ui.s_txt = gr.Slider(
+            *LIMITS["text_scale"], value=defaults.text_scale, step=0.1, label="Text guidance"
         )
-        comparing = compare.click(
-            on_compare,
-            [image, prompt_a, prompt_b, *sampling, gallery_state],
-            [video_a, video_b, gallery_state, gallery],
-            api_name="compare",
+    with gr.Row():
+        ui.steps = gr.Slider(*LIMITS["steps"], value=defaults.steps, step=1, label="Steps", elem_id="steps")
+        ui.frames = gr.Slider(
+            *LIMITS["frames"], value=defaults.frames, step=1, label="Frames", elem_id="frames"
         )
-        # Stop: queued requests are dropped; a running one ends at its next denoising step.
-        stop.click(
-            on_stop, None, None, cancels=[generating, extending, comparing], queue=False, api_name="stop"
-        )
-    demo.dreamvideo_output_dir = gen.output_dir
-    return demo
+        ui.fps = gr.Slider(*LIMITS["fps"], value=defaults.fps, step=1, label="FPS")
+    with gr.Row():
+        ui.seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
+        ui.random_seed = gr.Checkbox(value=True, label="Random seed", elem_id="random-seed")
+    with gr.Row():
+        ui.generate = gr.Button("Generate", variant="primary", elem_id="generate")
+        ui.extend = gr.Button("Extend", elem_id="extend")
+        ui.stop = gr.Button("Stop", variant="stop", elem_id="stop")
+    examples = [
+        [str(EXAMPLES_DIR / name), text]
+        for name, text in EXAMPLE_PROMPTS.items()
+        if (EXAMPLES_DIR / name).is_file()
+    ]
+    if examples:
+        gr.Examples(examples, inputs=[ui.image, ui.prompt], label="Examples")
+
+
+def _wire(ui: SimpleNamespace, maker: "VideoMaker") -> None:
+    """Events: each button to its handler and its API route."""
+    import gradio as gr
+
+    ui.image.change(_guarded(_on_upload), ui.image, ui.preview, api_name=False)
+    sampling = [
+        ui.negative,
+        ui.mode,
+        ui.s_img,
+        ui.s_txt,
+        ui.steps,
+        ui.frames,
+        ui.fps,
+        ui.seed,
+        ui.random_seed,
+    ]
+    shown = [ui.video, ui.download, ui.details, ui.clip_state, ui.gallery_state, ui.gallery]
+    generating = ui.generate.click(
+        _generate_handler(maker),
+        [ui.image, ui.prompt, *sampling, ui.gallery_state],
+        [*shown, ui.seed],
+        api_name="generate",
+    )
+    extending = ui.extend.click(
+        _extend_handler(maker), [ui.clip_state, ui.gallery_state], shown, api_name="extend"
+    )
+    comparing = ui.compare.click(
+        _compare_handler(maker),
+        [ui.image, ui.prompt_a, ui.prompt_b, *sampling, ui.gallery_state],
+        [ui.video_a, ui.video_b, ui.gallery_state, ui.gallery],
+        api_name="compare",
+    )
+
+    def on_stop(request: gr.Request):
+        maker.cancel(request.session_hash)
+
+    # Stop: queued requests are dropped; a running one ends at its next denoising step.
+    ui.stop.click(
+        on_stop, None, None, cancels=[generating, extending, comparing], queue=False, api_name="stop"
+    )
 
 
 def launch(
