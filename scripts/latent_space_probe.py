@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from dreamvideo.evaluation.synthetic import heldout_clips
+from dreamvideo.io.images import frames_to_signed
 from dreamvideo.loading import load_t2v
 from dreamvideo.metrics import psnr, ssim
 from dreamvideo.text import encode_prompts
@@ -40,9 +41,9 @@ def clean_estimate(
 def probe(folder: str, clips: list, timesteps: list[int]) -> dict:
     pipe = load_t2v(folder)
     vae, unet, scheduler = pipe.vae.eval(), pipe.unet.eval(), pipe.scheduler
-    frames = torch.from_numpy(np.stack([f for f, _ in clips])).float() / 127.5 - 1  # (B, F, H, W, 3)
+    frames = frames_to_signed(np.stack([f for f, _ in clips]))  # (B, F, 3, H, W)
     b, f = frames.shape[:2]
-    pixels = frames.permute(0, 1, 4, 2, 3).flatten(0, 1)  # (B·F, 3, H, W)
+    pixels = frames.flatten(0, 1)  # (B·F, 3, H, W)
     scale = vae.config.scaling_factor
 
     def decode(latents: torch.Tensor) -> torch.Tensor:

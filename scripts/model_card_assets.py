@@ -20,14 +20,9 @@ from dreamvideo.data.synthetic import make_clip
 from dreamvideo.evaluation.report import contact_sheet, plot_losses
 from dreamvideo.io.images import fit_image, load_image
 from dreamvideo.loading import load_pipeline
+from dreamvideo.training.config import read_recipe
 
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "tiny" / "recipe.txt"
-
-
-def recipe_stages(path: Path = RECIPE) -> list[str]:
-    """The default model's stages in training order (configs/tiny/recipe.txt)."""
-    lines = (line.strip() for line in path.read_text().splitlines())
-    return [line for line in lines if line and not line.startswith("#")]
 
 
 def main() -> None:
@@ -41,7 +36,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     runs, kept = Path(args.runs), out / "losses"
     stages = {}
-    for name in recipe_stages():
+    for name in read_recipe(RECIPE):
         log = runs / name / "loss.csv"
         if log.is_file():
             (kept / name).mkdir(parents=True, exist_ok=True)

@@ -15,12 +15,13 @@ import torch
 import torch.nn.functional as F
 
 from dreamvideo.data.synthetic import make_clip
+from dreamvideo.io.images import frames_to_unit
 from dreamvideo.metrics import ssim
 
 
 def first_frames(split: str, count: int, seed: int) -> torch.Tensor:
     frames = np.stack([make_clip(seed, i, split, 64, 8)[0][0] for i in range(count)])
-    return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+    return frames_to_unit(frames)
 
 
 def main() -> None:

@@ -23,8 +23,10 @@ from diffusers import DDPMScheduler
 from dreamvideo.data.latent_cache import LatentCache
 from dreamvideo.data.synthetic import ACTIONS, OPPOSITES
 from dreamvideo.evaluation.synthetic import heldout_clips
+from dreamvideo.io.images import frames_to_signed
 from dreamvideo.loading import T2V_PIPELINE_CLASSES, load_pipeline, load_t2v, read_model_index
 from dreamvideo.models import DreamVideoDenoiser
+from dreamvideo.sizes import vae_scale_factor
 from dreamvideo.text import encode_prompts
 from dreamvideo.training.stages import noised_target
 
@@ -34,7 +36,7 @@ def cached_clips(path: str, opposite: dict, count: int, scale: float):
     cache = LatentCache(path)
     picked = [k for k, m in enumerate(cache.meta) if m.get("action") in opposite][:count]
     latents = torch.stack([cache.latents[k].float() for k in picked]) * scale
-    images = torch.stack([cache.first_frames[k].permute(2, 0, 1).float() / 127.5 - 1 for k in picked])
+    images = torch.stack([frames_to_signed(cache.first_frames[k]) for k in picked])
     return (
         latents,
         images,
@@ -47,9 +49,9 @@ def cached_clips(path: str, opposite: dict, count: int, scale: float):
 def rendered_clips(vae, opposite: dict, count: int, size: int, frames: int):
     """The same from held-out clips rendered now and encoded with `vae`."""
     clips = [c for c in heldout_clips(4 * count, size, frames) if c[1].action in opposite][:count]
-    pixels = torch.from_numpy(np.stack([f for f, _ in clips])).float() / 127.5 - 1  # (B, F, H, W, 3)
+    pixels = frames_to_signed(np.stack([f for f, _ in clips]))  # (B, F, 3, H, W)
     b, f = pixels.shape[:2]
-    flat = pixels.permute(0, 1, 4, 2, 3).flatten(0, 1)
+    flat = pixels.flatten(0, 1)
     latents = (
         torch.cat([vae.encode(c).latent_dist.mode() for c in flat.split(32)]) * vae.config.scaling_factor
     )
@@ -85,7 +87,7 @@ def main() -> None:
             args.cache, opposite, args.clips, pipe.vae.config.scaling_factor
         )
     else:
-        size = pipe.unet.config.sample_size * 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+        size = pipe.unet.config.sample_size * vae_scale_factor(pipe.vae.config)
         latents, images, actions, objects = rendered_clips(pipe.vae, opposite, args.clips, size, 8)
 
     def caption(k: int, action: str) -> str:

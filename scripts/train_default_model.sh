@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 recipe=${1:-configs/tiny/recipe.txt}
 [ -f "$recipe" ] || { echo "error: recipe file not found: $recipe" >&2; exit 2; }
-mapfile -t stages < <(grep -v '^#' "$recipe" | grep -v '^[[:space:]]*$')
+mapfile -t stages < <(python -c 'import sys; from dreamvideo.training.config import read_recipe
+print("\n".join(read_recipe(sys.argv[1])))' "$recipe")
 for stage in "${stages[@]}"; do
   out="runs/tiny/$stage"
   if [ -d "$out/pipeline" ] || [ -d "$out/vae" ]; then

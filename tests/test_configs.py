@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dreamvideo.training.config import load_config
+from dreamvideo.training.config import load_config, read_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,9 +41,8 @@ def test_default_model_recipe_is_a_chain_of_shipped_configs(recipe):
     """configs/tiny/recipe.txt (read by the training and model-card scripts) and the second
     design's recipe name configs that each start from the previous stage's export and end in an
     i2v pipeline."""
-    lines = (ROOT / "configs" / "tiny" / recipe).read_text().splitlines()
-    stages = [line for line in lines if line.strip() and not line.startswith("#")]
-    assert stages and all(line == line.strip() for line in stages)
+    stages = read_recipe(ROOT / "configs" / "tiny" / recipe)
+    assert stages
     configs = [load_config(ROOT / "configs" / "tiny" / f"{name}.toml") for name in stages]
     assert not configs[0].init
     for name, config in zip(stages, configs, strict=True):

@@ -417,7 +417,8 @@ def test_noised_target_follows_the_ddpm_formulas(prediction_type):
     """x_t = √ᾱ x0 + √(1-ᾱ) ε; the target is ε, v = √ᾱ ε - √(1-ᾱ) x0, or x0."""
     from diffusers import DDPMScheduler
 
-    from dreamvideo.training.stages import NOISE_SCHEDULE, noised_target
+    from dreamvideo.models.modelscope import NOISE_SCHEDULE
+    from dreamvideo.training.stages import noised_target
 
     scheduler = DDPMScheduler(**NOISE_SCHEDULE, prediction_type=prediction_type)
     gen = torch.Generator().manual_seed(0)
@@ -435,7 +436,8 @@ def test_x_loss_weights_are_the_v_loss_capped_by_min_snr():
     """Uncapped, (1 + SNR)·|x̂ − x|² equals |v̂ − v|² for the v implied by x̂; the cap bounds it."""
     from diffusers import DDPMScheduler
 
-    from dreamvideo.training.stages import NOISE_SCHEDULE, noised_target, x_loss_weights
+    from dreamvideo.models.modelscope import NOISE_SCHEDULE
+    from dreamvideo.training.stages import noised_target, x_loss_weights
 
     scheduler = DDPMScheduler(**NOISE_SCHEDULE, prediction_type="v_prediction")
     gen = torch.Generator().manual_seed(0)
@@ -460,7 +462,8 @@ def test_motion_loss_weighs_the_frame_to_frame_change():
 
     from diffusers import DDPMScheduler
 
-    from dreamvideo.training.stages import NOISE_SCHEDULE, _LatentVideoStage, x_loss_weights
+    from dreamvideo.models.modelscope import NOISE_SCHEDULE
+    from dreamvideo.training.stages import _LatentVideoStage, x_loss_weights
 
     scheduler = DDPMScheduler(**NOISE_SCHEDULE, prediction_type="sample")
     gen = torch.Generator().manual_seed(0)

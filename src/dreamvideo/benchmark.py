@@ -209,10 +209,11 @@ def readme_phases(pipe_loader: Callable[[], object], settings: BenchSettings) ->
 # ---------------------------------------------------------------------------------- sampling
 def _clip_quality(clips: list, videos: list[np.ndarray]) -> dict:
     from .evaluation.motion import ACTION_TO_MOTION, estimate_motion
+    from .io.images import frames_to_unit
     from .metrics import ssim
 
-    refs = torch.from_numpy(np.stack([f[0] for f, _ in clips])).permute(0, 3, 1, 2).float() / 255
-    firsts = torch.from_numpy(np.stack([v[0] for v in videos])).permute(0, 3, 1, 2).float() / 255
+    refs = frames_to_unit(np.stack([f[0] for f, _ in clips]))
+    firsts = frames_to_unit(np.stack([v[0] for v in videos]))
     correct = [
         estimate_motion(v).label() == ACTION_TO_MOTION[spec.action]
         for (_, spec), v in zip(clips, videos, strict=True)

@@ -22,6 +22,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .sizes import vae_scale_factor
+
 RUNTIME_BYTES = 600 * 2**20  # `dreamvideo generate` at the smallest size, less the weights (measured)
 PACKAGED_TEXT_ENCODER_BYTES = 91 * 2**20  # all-MiniLM-L6-v2 fp32, loaded from its package
 WORKING_TENSORS = 14  # a first-level block's live tensors (norms, convs, attention q/k/v/out)
@@ -52,7 +54,7 @@ class ModelFacts:
             weights += PACKAGED_TEXT_ENCODER_BYTES
         index = json.loads((folder / "model_index.json").read_text())
         widths = tuple(vae["block_out_channels"])
-        factor = vae.get("downscale_factor") or 2 ** (len(widths) - 1)
+        factor = vae_scale_factor(vae)
         # A pixel-unshuffle "VAE" decodes by reshaping: its widest tensor is the RGB frame.
         lossless = vae.get("_class_name") == "PixelShuffleAutoencoder"
         sample_size = unet.get("sample_size") or 32

@@ -186,7 +186,7 @@ def generate(
     _check_memory_budget(model, frames, height, width, segments, mode, dtype, vae_slicing, max_memory)
     import torch
 
-    from .io.images import load_image
+    from .io.images import load_image, unit_to_uint8
     from .io.video import check_output_path, write_video
     from .loading import load_pipeline
 
@@ -228,7 +228,7 @@ def generate(
         resize_mode=resize,
         output_type="np",
     )
-    video = (result.frames[0] * 255).round().astype("uint8")
+    video = unit_to_uint8(result.frames[0])
     write_video(video, output, fps=fps or pipe.config.default_fps)
     elapsed = time.perf_counter() - start
     click.echo(

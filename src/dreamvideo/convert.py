@@ -18,6 +18,7 @@ import torch
 
 from .errors import UserError
 from .loading import T2V_PIPELINE_CLASSES, read_model_index
+from .sizes import unet_downscale
 
 REQUIRED_PARTS = {
     "unet": ("config.json", "UNet3DConditionModel"),
@@ -95,24 +96,18 @@ def check_t2v_folder(path: str | Path) -> dict[str, dict]:
 def zero_init_difference(pipe, num_frames: int = 2, seed: int = 0) -> float:
     """Largest |DreamVideo − base| noise prediction on random latents, text and image (0 at init)."""
     generator = torch.Generator().manual_seed(seed)
-    unet, branch = pipe.unet, pipe.retention_branch
+    unet = pipe.unet
     device, dtype = unet.device, unet.dtype
-    side = 2 ** (len(unet.config.block_out_channels) - 1)  # the smallest latent side the UNet takes
+    side = unet_downscale(unet.config)  # the smallest latent side the UNet takes
     size = side * pipe.vae_scale_factor
     latents = torch.randn(1, unet.config.in_channels, num_frames, side, side, generator=generator)
     text = torch.randn(1, 4, unet.config.cross_attention_dim, generator=generator)
     image = torch.rand(1, 3, size, size, generator=generator) * 2 - 1
     latents, text, image = (x.to(device, dtype) for x in (latents, text, image))
     t = torch.tensor([500], device=device)
-    base = unet(latents, t, encoder_hidden_states=text).sample
-    down, mid = branch(latents, t, text, branch.encode_image(image))
-    ours = unet(
-        latents,
-        t,
-        encoder_hidden_states=text,
-        down_block_additional_residuals=down,
-        mid_block_additional_residual=mid,
-    ).sample
+    denoiser = pipe.denoiser
+    base = denoiser(latents, t, text, image=image, conditioning_scale=0.0)  # the UNet alone
+    ours = denoiser(latents, t, text, image=image)
     return (ours - base).abs().max().item()
 
 

@@ -25,6 +25,7 @@ from .guidance import GuidanceMode, combine_predictions, guidance_conditions
 from .io.images import fit_image, image_to_tensor, load_image, to_rgb
 from .limits import MAX_SIDE, check_sampling_values
 from .models import DreamVideoDenoiser, FrameRetentionBranch
+from .sizes import unet_downscale, vae_scale_factor
 from .text import encode_prompts
 
 logger = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin):
             default_image_guidance_scale=default_image_guidance_scale,
             default_text_guidance_scale=default_text_guidance_scale,
         )
-        self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        self.vae_scale_factor = vae_scale_factor(self.vae.config)
         self.video_processor = VideoProcessor(do_resize=False, vae_scale_factor=self.vae_scale_factor)
 
     # ----------------------------------------------------------------- construction
@@ -107,7 +108,7 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin):
         branch = FrameRetentionBranch.from_unet(
             t2v.unet,
             image_embed_channels=image_embed_channels,
-            downscale_factor=2 ** (len(t2v.vae.config.block_out_channels) - 1),
+            downscale_factor=vae_scale_factor(t2v.vae.config),
             image_encoder_type=image_encoder_type,
         )
         return cls(
@@ -128,7 +129,7 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin):
     @property
     def spatial_multiple(self) -> int:
         """Height and width must be multiples of this (VAE factor x UNet down-sampling)."""
-        return self.vae_scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
+        return self.vae_scale_factor * unet_downscale(self.unet.config)
 
     @property
     def default_size(self) -> tuple[int, int]:

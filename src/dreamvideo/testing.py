@@ -21,6 +21,8 @@ from transformers import (
     CLIPTokenizer,
 )
 
+from .io.images import unit_to_uint8
+from .models.modelscope import NOISE_SCHEDULE
 from .text import MINILM_MAX_TOKENS, minilm_path
 
 
@@ -118,13 +120,7 @@ def tiny_t2v_pipeline(
         text_encoder=encoder,
         tokenizer=tokenizer,
         unet=tiny_unet(encoder.config.hidden_size, sample_size=sample_size, seed=seed + 2),
-        scheduler=DDIMScheduler(
-            beta_schedule="scaled_linear",
-            beta_start=0.00085,
-            beta_end=0.012,
-            clip_sample=False,
-            set_alpha_to_one=False,
-        ),
+        scheduler=DDIMScheduler(**NOISE_SCHEDULE, clip_sample=False, set_alpha_to_one=False),
     )
 
 
@@ -176,7 +172,7 @@ def generate_reference(repo: Path) -> np.ndarray:
         frames = pipe(**request, generator=generator, output_type="np").frames
     finally:
         torch.set_num_threads(threads)
-    return (np.asarray(frames) * 255).round().astype(np.uint8)
+    return unit_to_uint8(np.asarray(frames))
 
 
 def frames_checksum(frames: np.ndarray) -> str:

@@ -144,7 +144,7 @@ class VideoMaker:
         """One clip (F, H, W, 3) uint8 from an image (path or PIL image)."""
         import torch
 
-        from .io.images import load_image
+        from .io.images import load_image, unit_to_uint8
 
         if image is None:
             raise UserError("upload an image (or pick an example) first")
@@ -174,7 +174,7 @@ class VideoMaker:
                 callback_on_step_end=report,
                 output_type="np",
             )
-        return (result.frames[0] * 255).round().astype(np.uint8)
+        return unit_to_uint8(result.frames[0])
 
     def save(self, frames: np.ndarray, fps: int) -> str:
         from .io.video import write_video

@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from ..errors import UserError
+from ..io.images import frames_to_signed
 from .sources import ClipSource
 from .synthetic import ACTIONS
 
@@ -38,7 +39,7 @@ def build_latent_cache(vae, source: ClipSource, num_clips: int, path: Path, batc
     for start in tqdm(range(0, num_clips, batch), desc="encoding latent cache", dynamic_ncols=True):
         clips = [source.clip(i) for i in range(start, min(start + batch, num_clips))]
         frames = torch.from_numpy(np.stack([c.frames for c in clips]))  # (B, F, H, W, 3)
-        pixels = frames.permute(0, 1, 4, 2, 3).flatten(0, 1).float() / 127.5 - 1
+        pixels = frames_to_signed(frames).flatten(0, 1)
         mean = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mean.float().cpu()
         b, f = frames.shape[:2]
         latents.append(mean.reshape(b, f, *mean.shape[1:]).permute(0, 2, 1, 3, 4).contiguous())
@@ -89,5 +90,5 @@ class LatentCache:
             phrasings = ACTIONS[meta["action"]][1][:-1]
             rng = np.random.default_rng([self.seed, index, 7])
             caption = str(rng.choice(phrasings)).format(obj=meta["object"])
-        reference = self.first_frames[k].permute(2, 0, 1).float() / 127.5 - 1
+        reference = frames_to_signed(self.first_frames[k])
         return LatentItem(self.latents[k].float(), reference, caption)

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..io.images import frames_to_unit
+
 # The TF-Inception FID network takes [-1, 0.9921875] (TF's 0..255 -> x/128 - 1), 299 x 299.
 INCEPTION_RANGE = (-1.0, 0.9921875)
 INCEPTION_SIZE = 299
@@ -31,11 +33,6 @@ C3D_FRAMES, C3D_SIZE = 16, 112
 
 class MissingNetwork(Exception):
     """A metric's network is not available; the message says which and why."""
-
-
-def _frames_tensor(frames: np.ndarray) -> torch.Tensor:
-    """(..., H, W, 3) uint8 -> (..., 3, H, W) float in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(frames)).movedim(-1, -3).float() / 255.0
 
 
 def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -91,7 +88,7 @@ class FrameInception:
         out = []
         lo, hi = INCEPTION_RANGE
         for chunk in _batches(frames, self.batch_size):
-            x = _resize(_frames_tensor(chunk), INCEPTION_SIZE).clamp(0, 1) * (hi - lo) + lo
+            x = _resize(frames_to_unit(chunk), INCEPTION_SIZE).clamp(0, 1) * (hi - lo) + lo
             feats = self.net(x.to(self.device))
             out.append(feats.flatten(1).double().cpu().numpy())
         return np.concatenate(out)
@@ -119,7 +116,7 @@ class _VideoNetwork:
             )
         out = []
         for chunk in _batches(videos, self.batch_size):
-            x = torch.stack([_resize(_frames_tensor(v[: self.frames]), self.size) for v in chunk])
+            x = torch.stack([_resize(frames_to_unit(v[: self.frames]), self.size) for v in chunk])
             out.append(self.run(x.permute(0, 2, 1, 3, 4).to(self.device)).double().cpu().numpy())
         return np.concatenate(out)
 

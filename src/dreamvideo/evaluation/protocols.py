@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from ..data.videos import VIDEO_EXTENSIONS, decode_clip, scan_ucf101
 from ..errors import UserError
+from ..io.images import unit_to_uint8
 from ..io.video import write_video
 
 logger = logging.getLogger(__name__)
@@ -177,7 +178,7 @@ def generate_protocol(
             seed = settings.seed + position[batch[0][0].key]
             videos = _pipe_frames(pipe, images, [it.prompt for it, _ in batch], settings, seed)
             for (it, _), video in zip(batch, videos, strict=True):
-                frames_u8 = (np.clip(video, 0, 1) * 255).round().astype(np.uint8)
+                frames_u8 = unit_to_uint8(video)
                 write_video(frames_u8, fake_dir / f"{it.key}.mp4", fps=max(1, round(settings.fps)))
             done += len(batch)
             batch.clear()

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from ..io.images import unit_to_uint8
+
 
 def plot_losses(runs: dict[str, Path], out: Path) -> Path:
     """One panel per training stage from its loss.csv (step, loss, lr, seconds)."""
@@ -64,7 +66,7 @@ def contact_sheet(
             num_inference_steps=steps,
             generator=torch.Generator().manual_seed(seed),
         ).frames[0]
-        strip = np.concatenate(list((np.clip(video, 0, 1) * 255).round().astype(np.uint8)), 1)
+        strip = np.concatenate(list(unit_to_uint8(video)), 1)
         strip = Image.fromarray(strip).resize((strip.shape[1] * scale, strip.shape[0] * scale), Image.NEAREST)
         lines.append(_label(strip, label, label_width))
     sheet = Image.new("RGB", (max(x.width for x in lines), sum(x.height + 4 for x in lines)), (255, 255, 255))

@@ -47,6 +47,7 @@ from ..data.synthetic import (
     _random_crop,
     make_clip,
 )
+from ..io.images import frames_to_unit, unit_to_uint8
 from ..metrics import psnr, ssim
 from .motion import ACTION_TO_MOTION, MOTION_CLASSES, Motion, estimate_motion, temporal_consistency
 
@@ -82,14 +83,6 @@ def _axis(action: str, m: Motion) -> float:
 def colourfulness(images: torch.Tensor) -> float:
     """Mean absolute deviation of each pixel's channels from their mean (0 for grey images)."""
     return float((images - images.mean(1, keepdim=True)).abs().mean())
-
-
-def _to_uint8(frames: np.ndarray) -> np.ndarray:
-    return (np.clip(frames, 0, 1) * 255).round().astype(np.uint8)
-
-
-def _as_tensor(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
 
 
 class _Generator:
@@ -137,7 +130,7 @@ class _Generator:
                 generator=torch.Generator().manual_seed(EVAL_SEED + self.calls),
             ).frames
             self.calls += 1
-            videos += [_to_uint8(v) for v in out]
+            videos += [unit_to_uint8(v) for v in out]
             progress.update(len(refs))
         return videos
 
@@ -234,8 +227,8 @@ def evaluate_synthetic(
         photo_videos = gen([r for r in photo_refs for _ in CAMERA_PROMPTS], photo_prompts, progress)
 
     # Fidelity of the first frame, and the VAE's ceiling.
-    refs = _as_tensor(np.stack(references))
-    firsts = _as_tensor(np.stack([v[0] for v in videos]))
+    refs = frames_to_unit(np.stack(references))
+    firsts = frames_to_unit(np.stack([v[0] for v in videos]))
     vae = pipe.vae
     pixels = (refs * 2 - 1).to(pipe.device, vae.dtype)
     recon = torch.cat([vae.decode(vae.encode(chunk).latent_dist.mode()).sample for chunk in pixels.split(16)])
@@ -331,7 +324,7 @@ def sweep_guidance(
     num_frames = num_frames or pipe.config.default_num_frames
     clips = heldout_clips(num, pipe.default_size[0], num_frames)
     references = [frames[0] for frames, _ in clips]
-    refs = _as_tensor(np.stack(references))
+    refs = frames_to_unit(np.stack(references))
     truth = [ACTION_TO_MOTION[spec.action] for _, spec in clips]
     rows = []
     grid = [(si, st) for si in image_scales for st in text_scales]
@@ -339,7 +332,7 @@ def sweep_guidance(
         for si, st in grid:
             gen = _Generator(pipe, num_frames, steps, si, st, batch_size)
             videos = gen(references, [spec.caption for _, spec in clips], progress)
-            firsts = _as_tensor(np.stack([v[0] for v in videos]))
+            firsts = frames_to_unit(np.stack([v[0] for v in videos]))
             measured = [estimate_motion(v).label() for v in videos]
             rows.append(
                 {

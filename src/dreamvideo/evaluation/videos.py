@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
 from ..data.videos import VIDEO_EXTENSIONS
 from ..errors import UserError
+from ..io.images import frames_to_unit
 from ..io.video import read_video
 from ..metrics import psnr, ssim
 from .features import FrameInception, ImageCLIP, MissingNetwork, VideoC3D, VideoI3D
@@ -239,9 +239,8 @@ def evaluate_videos(
     )
     keys = [k for k in pairs if k in real_first and k in fake_first]
     if keys:
-        a = torch.from_numpy(np.stack([fake_first[k] for k in keys])).permute(0, 3, 1, 2).float() / 255
-        b = np.stack([_match_size(real_first[k], fake_first[k]) for k in keys])
-        b = torch.from_numpy(b).permute(0, 3, 1, 2).float() / 255
+        a = frames_to_unit(np.stack([fake_first[k] for k in keys]))
+        b = frames_to_unit(np.stack([_match_size(real_first[k], fake_first[k]) for k in keys]))
         metrics["fff_ssim"] = float(ssim(a, b))
         metrics["fff_psnr"] = float(psnr(a, b).mean())
         if clip_net := load("fff_clip", lambda: ImageCLIP(clip, device)):

@@ -108,6 +108,25 @@ def image_to_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)
 
 
+def frames_to_signed(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """(..., H, W, 3) uint8 frames -> (..., 3, H, W) float in [-1, 1] (the models' range)."""
+    return _as_torch(frames).movedim(-1, -3).float() / 127.5 - 1.0
+
+
+def frames_to_unit(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """(..., H, W, 3) uint8 frames -> (..., 3, H, W) float in [0, 1] (the metrics' range)."""
+    return _as_torch(frames).movedim(-1, -3).float() / 255.0
+
+
+def unit_to_uint8(frames: np.ndarray) -> np.ndarray:
+    """Float frames in [0, 1] (the pipeline's 'np' output) -> uint8, rounded."""
+    return (np.clip(frames, 0, 1) * 255).round().astype(np.uint8)
+
+
+def _as_torch(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    return frames if isinstance(frames, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(frames))
+
+
 def tensor_to_images(frames: torch.Tensor) -> np.ndarray:
     """(..., 3, H, W) tensor in [-1, 1] -> (..., H, W, 3) uint8 array."""
     array = ((frames.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)

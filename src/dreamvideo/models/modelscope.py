@@ -60,12 +60,16 @@ TEXT_CONFIG = {
     "projection_dim": 512,
     "vocab_size": 49408,
 }
-SCHEDULER_CONFIG = {
+# The noise schedule of ModelScope T2V (Stable Diffusion's), which every model here trains on.
+NOISE_SCHEDULE = {
     "beta_end": 0.012,
     "beta_schedule": "scaled_linear",
     "beta_start": 0.00085,
-    "clip_sample": False,
     "num_train_timesteps": 1000,
+}
+SCHEDULER_CONFIG = {
+    **NOISE_SCHEDULE,
+    "clip_sample": False,
     "prediction_type": "epsilon",
     "set_alpha_to_one": False,
     "steps_offset": 1,

@@ -129,3 +129,13 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Tr
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise UserError(f"{path}: {name} must be an integer of at least 1, got {value!r}")
     return config
+
+
+def read_recipe(path: str | Path) -> list[str]:
+    """A recipe (configs/tiny/recipe.txt): stage names in training order, one a line; blank
+    lines and `#` comments are skipped. Each name is configs/tiny/NAME.toml."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"recipe file not found: {path}")
+    lines = (line.strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line and not line.startswith("#")]

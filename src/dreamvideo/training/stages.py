@@ -25,16 +25,16 @@ from torch import nn
 from ..data.latent_cache import LatentCache, build_latent_cache
 from ..data.sources import ClipSource, make_source
 from ..errors import UserError
+from ..io.images import frames_to_signed
 from ..metrics import ssim
 from ..models import DreamVideoDenoiser, checkpoint_unet_blocks, mark_trainable
+from ..models.modelscope import NOISE_SCHEDULE
 from ..models.pixel_autoencoder import PixelShuffleAutoencoder, fit_scaling_factor
 from ..models.retention_branch import IMAGE_ENCODERS
+from ..sizes import vae_scale_factor
 from ..text import encode_prompts, load_minilm
 from .config import TrainConfig
 
-NOISE_SCHEDULE = dict(
-    beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, num_train_timesteps=1000
-)
 # What the UNet predicts. "v_prediction" (Salimans & Ho 2022) keeps the clean-latent estimate
 # bounded at high noise levels, where a small undertrained ε-model's errors are amplified ~15x.
 # "sample" (x-prediction) predicts the clean latents: what makes high-dimensional pixel patches
@@ -42,11 +42,6 @@ NOISE_SCHEDULE = dict(
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 LATENT_SPACES = ("vae", "pixels")
 TIMESTEP_SAMPLINGS = ("uniform", "logit_normal")
-
-
-def _frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
-    """(..., H, W, 3) uint8 -> (..., 3, H, W) float in [-1, 1]."""
-    return torch.from_numpy(frames).movedim(-1, -3).float() / 127.5 - 1.0
 
 
 def noised_target(
@@ -86,7 +81,7 @@ class Stage:
 
     def make_batch(self, indices: list[int]) -> dict[str, Any]:
         clips = [self.source.clip(i) for i in indices]
-        frames = torch.stack([_frames_to_tensor(c.frames) for c in clips])  # (B, F, 3, H, W)
+        frames = torch.stack([frames_to_signed(c.frames) for c in clips])  # (B, F, 3, H, W)
         return {"frames": frames.to(self.device), "captions": [c.caption for c in clips]}
 
     def loss(self, module: nn.Module, batch: dict[str, Any], generator: torch.Generator) -> torch.Tensor:
@@ -146,7 +141,7 @@ class VAEStage(Stage):
             picks = rng.choice(
                 len(clip.frames), size=min(self.frames_per_clip, len(clip.frames)), replace=False
             )
-            frames.append(_frames_to_tensor(clip.frames[picks]))
+            frames.append(frames_to_signed(clip.frames[picks]))
         return {"images": torch.cat(frames).to(self.device)}
 
     def _reconstruct(self, images: torch.Tensor, generator: torch.Generator):
@@ -347,7 +342,7 @@ class T2VStage(_LatentVideoStage):
             "norm_num_groups": 16,
             **{k: v for k, v in config.model.items() if k not in ("latent_space", "pixel_downscale")},
         }
-        factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        factor = vae_scale_factor(self.vae.config)
         self.module = UNet3DConditionModel(
             sample_size=config.data.size // factor,
             in_channels=self.vae.config.latent_channels,
@@ -372,7 +367,7 @@ class T2VStage(_LatentVideoStage):
         """The lossless space-to-depth latent space, scaled to unit variance on 64 clips' frames
         (indices past any training data, as the VAE stage's export)."""
         autoencoder = PixelShuffleAutoencoder(downscale_factor=downscale)
-        frames = torch.cat([_frames_to_tensor(self.source.clip(10_000_000 + i).frames) for i in range(64)])
+        frames = torch.cat([frames_to_signed(self.source.clip(10_000_000 + i).frames) for i in range(64)])
         autoencoder.register_to_config(scaling_factor=fit_scaling_factor(autoencoder, frames))
         return autoencoder
 
