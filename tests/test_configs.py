@@ -73,3 +73,30 @@ def test_a_config_extends_its_base_and_overrides_only_what_it_names(tmp_path):
     (tmp_path / "orphan.toml").write_text('base = "missing.toml"\n')
     with pytest.raises(UserError, match="training config not found"):
         load_config(tmp_path / "orphan.toml")
+
+
+@pytest.mark.parametrize(
+    ("stage", "table", "key"),
+    [
+        ("vae", "model", "latent_chanels"),
+        ("t2v", "stage_options", "text_dropuot"),
+        ("t2v", "model", "image_embed_channels"),  # an i2v key in a t2v config
+        ("i2v", "stage_options", "max_tokens"),  # a t2v key in an i2v config
+        ("i2v", "model", "image_encoder"),
+    ],
+)
+def test_a_stage_refuses_keys_it_does_not_have(tmp_path, stage, table, key):
+    from dreamvideo.errors import UserError
+
+    path = tmp_path / "typo.toml"
+    path.write_text(f'stage = "{stage}"\noutput_dir = "runs/x"\n[{table}]\n{key} = 1\n')
+    with pytest.raises(UserError, match=f"unknown key.*\\[{table}\\].*{key}"):
+        load_config(path)
+
+
+def test_stage_tables_give_typed_defaults(tmp_path):
+    path = tmp_path / "i2v.toml"
+    path.write_text('stage = "i2v"\noutput_dir = "runs/x"\n[stage_options]\ncondition_dropout = 0.1\n')
+    options = load_config(path).options()
+    assert options.condition_dropout == 0.1 and options.timestep_sampling == "uniform"
+    assert options.default_fps is None and load_config(path).model_table().image_encoder_type == "strided"

@@ -179,12 +179,8 @@ def test_v_prediction_flows_from_t2v_to_i2v_and_the_pipeline(trained, tmp_path, 
     with pytest.raises(UserError, match="differs from the base"):
         train(load_config(config, {"stage_options.prediction_type": "epsilon"}))
     with pytest.raises(UserError, match="prediction_type must be one of"):
-        train(
-            load_config(
-                config,
-                {"stage": "t2v", "init.vae": str(out["vae"] / "vae"), "stage_options.prediction_type": "x0"},
-            )
-        )
+        t2v_config = write_config(tmp_path, "t2v", 2, out=tmp_path / "x0", vae=out["vae"] / "vae")
+        train(load_config(t2v_config, {"stage_options.prediction_type": "x0"}))
 
 
 def test_micro_stage_lowers_loss_quickly(tmp_path):
@@ -497,14 +493,14 @@ def test_pixel_latent_space_trains_x_prediction_end_to_end(tmp_path, photo):
     from dreamvideo.models import PixelShuffleAutoencoder
 
     t2v, i2v = tmp_path / "t2v", tmp_path / "i2v"
-    config = write_config(tmp_path, "t2v", 2, out=t2v, vae="unused")
+    t2v_config = write_config(tmp_path, "t2v", 2, out=t2v, vae="unused")
     pixels = {
         "model.latent_space": "pixels",
         "model.pixel_downscale": 4,
         "stage_options.prediction_type": "sample",
         "init": {},
     }
-    train(load_config(config, pixels))
+    train(load_config(t2v_config, pixels))
     config = write_config(tmp_path, "i2v", 2, out=i2v, t2v=t2v / "pipeline", cache="")
     train(load_config(config))  # no latent cache: clips are rendered on the fly
     pipe = load_pipeline(i2v / "pipeline")
@@ -514,8 +510,8 @@ def test_pixel_latent_space_trains_x_prediction_end_to_end(tmp_path, photo):
     pipe.set_progress_bar_config(disable=True)
     assert pipe(photo, "a ball", num_inference_steps=2).frames.shape == (1, 4, 32, 32, 3)
     with pytest.raises(UserError, match="latent_space must be one of"):
-        train(load_config(config, {**pixels, "stage": "t2v", "model.latent_space": "dct"}))
+        train(load_config(t2v_config, {**pixels, "model.latent_space": "dct"}))
     with pytest.raises(UserError, match="pixel_downscale must be"):
-        train(load_config(config, {**pixels, "stage": "t2v", "model.pixel_downscale": 3}))
+        train(load_config(t2v_config, {**pixels, "model.pixel_downscale": 3}))
     with pytest.raises(UserError, match="image_encoder_type must be one of"):
         train(load_config(config, {"model.image_encoder_type": "clip"}))

@@ -48,6 +48,86 @@ class OptimConfig:
     gradient_checkpointing: bool = False
 
 
+# ----------------------------------------------------------------- per-stage tables
+# `[model]` (architecture) and `[stage_options]` (losses, sampling of noise levels, dropout,
+# pipeline defaults) differ by stage: each stage's keys and defaults live here, once.
+@dataclass
+class VAEModel:
+    latent_channels: int = 4
+    block_out_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])
+    layers_per_block: int = 1
+    norm_num_groups: int = 16
+
+
+@dataclass
+class VAEOptions:
+    frames_per_clip: int = 2  # frames of a clip decoded per step
+    ssim_weight: float = 0.5
+    kl_weight: float = 1e-6
+    sample_posterior: bool = False
+
+
+@dataclass
+class T2VModel:
+    latent_space: str = "vae"  # "vae" ([init] vae) or "pixels" (lossless space-to-depth)
+    pixel_downscale: int = 8  # latent_space = "pixels": the space-to-depth factor
+    block_out_channels: list[int] = field(default_factory=lambda: [64, 128, 128])
+    down_block_types: list[str] = field(
+        default_factory=lambda: ["CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"]
+    )
+    up_block_types: list[str] = field(
+        default_factory=lambda: ["UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"]
+    )
+    layers_per_block: int = 1
+    attention_head_dim: int = 8
+    norm_num_groups: int = 16
+
+
+@dataclass
+class I2VModel:
+    image_embed_channels: int = 4
+    image_encoder_type: str = "strided"  # models.retention_branch.IMAGE_ENCODERS
+
+
+@dataclass
+class DiffusionOptions:
+    """What the t2v and i2v stages share: the parametrisation and which noise levels they visit."""
+
+    prediction_type: str | None = None  # t2v: "epsilon" if unset; i2v: must equal the base's
+    # "uniform" (DDPM) or "logit_normal" (as SD3: t/T = sigmoid(N(mean, std)), mixed with a
+    # `timestep_uniform_share` of uniform draws; a positive mean favours high noise).
+    timestep_sampling: str = "uniform"
+    timestep_logit_mean: float = 0.0
+    timestep_logit_std: float = 1.0
+    timestep_uniform_share: float = 0.0
+    x_loss_snr_cap: float = 5.0  # x-prediction's Min-SNR cap
+    motion_loss_weight: float = 0.0  # weight of the frame-to-frame change (x-prediction only)
+
+
+@dataclass
+class T2VOptions(DiffusionOptions):
+    max_tokens: int = 32  # prompts padded to this many MiniLM tokens
+    text_dropout: float = 0.1
+
+
+@dataclass
+class I2VOptions(DiffusionOptions):
+    condition_dropout: float = 0.05  # each of: image only, text only, both
+    train_all: bool = False  # train the main UNet's spatial layers too (not DreamVideo's recipe)
+    # The exported pipeline's defaults (None: the base's or the pipeline's own).
+    default_num_frames: int | None = None
+    default_fps: int | None = None
+    default_image_guidance_scale: float | None = None
+    default_text_guidance_scale: float | None = None
+
+
+STAGE_TABLES: dict[str, tuple[type, type]] = {
+    "vae": (VAEModel, VAEOptions),
+    "t2v": (T2VModel, T2VOptions),
+    "i2v": (I2VModel, I2VOptions),
+}
+
+
 @dataclass
 class TrainConfig:
     stage: str
@@ -65,6 +145,14 @@ class TrainConfig:
     # Stage-specific knobs (losses, condition dropout, pipeline defaults).
     stage_options: dict[str, Any] = field(default_factory=dict)
     config_path: str | None = None  # paths inside a config are relative to the working directory
+
+    def model_table(self):
+        """`[model]` as this stage's typed table (`VAEModel`, `T2VModel` or `I2VModel`)."""
+        return _build(STAGE_TABLES[self.stage][0], self.model, f"{self.config_path} [model]")
+
+    def options(self):
+        """`[stage_options]` as this stage's typed table (`VAEOptions`, `T2VOptions`, `I2VOptions`)."""
+        return _build(STAGE_TABLES[self.stage][1], self.stage_options, f"{self.config_path} [stage_options]")
 
 
 def _build(cls, values: dict, where: str):
@@ -122,6 +210,10 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Tr
         raise UserError(f"{path}: {e}") from e
     if config.stage not in STAGES:
         raise UserError(f"{path}: stage must be one of {', '.join(STAGES)}, got {config.stage!r}")
+    try:  # unknown keys in the stage's tables are errors too
+        config.model_table(), config.options()
+    except TypeError as e:
+        raise UserError(f"{path}: {e}") from e
     if config.optim.steps < 1 or config.optim.batch_size < 1 or config.optim.grad_accum < 1:
         raise UserError(f"{path}: steps, batch_size and grad_accum must be positive")
     for name in ("checkpoint_every", "log_every", "keep_checkpoints"):

@@ -73,7 +73,7 @@ class Stage:
     def __init__(self, config: TrainConfig, device: torch.device):
         self.config = config
         self.device = device
-        self.options = dict(config.stage_options)
+        self.options = config.options()  # this stage's typed [stage_options]
         self.source: ClipSource = make_source(config.data)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -103,23 +103,17 @@ class VAEStage(Stage):
 
     def __init__(self, config: TrainConfig, device: torch.device):
         super().__init__(config, device)
-        model = {
-            "latent_channels": 4,
-            "block_out_channels": [32, 64, 128, 128],
-            "layers_per_block": 1,
-            "norm_num_groups": 16,
-            **config.model,
-        }
-        levels = len(model["block_out_channels"])
+        model = config.model_table()
+        levels = len(model.block_out_channels)
         self.module = AutoencoderKL(
             in_channels=3,
             out_channels=3,
             down_block_types=("DownEncoderBlock2D",) * levels,
             up_block_types=("UpDecoderBlock2D",) * levels,
-            block_out_channels=tuple(model["block_out_channels"]),
-            layers_per_block=model["layers_per_block"],
-            latent_channels=model["latent_channels"],
-            norm_num_groups=model["norm_num_groups"],
+            block_out_channels=tuple(model.block_out_channels),
+            layers_per_block=model.layers_per_block,
+            latent_channels=model.latent_channels,
+            norm_num_groups=model.norm_num_groups,
             sample_size=config.data.size,
         ).to(device)
         if "vae" in config.init:  # warm start: continue training an existing VAE
@@ -128,10 +122,10 @@ class VAEStage(Stage):
         # encode -> decode pass is this instance's forward (the class, and so the exported
         # folder and the checkpoint keys, stay AutoencoderKL's).
         self.module.forward = self._reconstruct
-        self.frames_per_clip = int(self.options.get("frames_per_clip", 2))
-        self.ssim_weight = float(self.options.get("ssim_weight", 0.5))
-        self.kl_weight = float(self.options.get("kl_weight", 1e-6))
-        self.sample_posterior = bool(self.options.get("sample_posterior", False))
+        self.frames_per_clip = int(self.options.frames_per_clip)
+        self.ssim_weight = float(self.options.ssim_weight)
+        self.kl_weight = float(self.options.kl_weight)
+        self.sample_posterior = bool(self.options.sample_posterior)
 
     def make_batch(self, indices: list[int]) -> dict[str, Any]:
         frames = []
@@ -192,23 +186,23 @@ class _LatentVideoStage(Stage):
         # Which noise levels training visits. "uniform" (DDPM). "logit_normal" (as SD3): t/T is
         # sigmoid(N(mean, std)), mixed with a `timestep_uniform_share` of uniform draws; a
         # positive mean favours high noise, where the layout and motion of a clip are decided.
-        self.timestep_sampling = str(self.options.get("timestep_sampling", "uniform"))
+        self.timestep_sampling = str(self.options.timestep_sampling)
         if self.timestep_sampling not in TIMESTEP_SAMPLINGS:
             raise UserError(
                 f"timestep_sampling must be one of {', '.join(TIMESTEP_SAMPLINGS)}, "
                 f"got {self.timestep_sampling!r}"
             )
-        self.logit_mean = float(self.options.get("timestep_logit_mean", 0.0))
-        self.logit_std = float(self.options.get("timestep_logit_std", 1.0))
-        self.uniform_share = float(self.options.get("timestep_uniform_share", 0.0))
+        self.logit_mean = float(self.options.timestep_logit_mean)
+        self.logit_std = float(self.options.timestep_logit_std)
+        self.uniform_share = float(self.options.timestep_uniform_share)
         if self.logit_std <= 0 or not 0 <= self.uniform_share <= 1:
             raise UserError("timestep_logit_std must be > 0 and timestep_uniform_share in [0, 1]")
-        self.snr_cap = float(self.options.get("x_loss_snr_cap", 5.0))
+        self.snr_cap = float(self.options.x_loss_snr_cap)
         if not self.snr_cap > 0:
             raise UserError("x_loss_snr_cap must be > 0")
         # Extra weight on the clip's frame-to-frame change (x-prediction only): the part of a
         # clip that the caption's motion words decide is a small share of the plain loss.
-        self.motion_loss_weight = float(self.options.get("motion_loss_weight", 0.0))
+        self.motion_loss_weight = float(self.options.motion_loss_weight)
         if self.motion_loss_weight < 0 or (self.motion_loss_weight and prediction_type != "sample"):
             raise UserError(
                 "motion_loss_weight must be >= 0 and needs x-prediction (prediction_type 'sample')"
@@ -305,8 +299,7 @@ def _load_vae(path: str) -> AutoencoderKL:
     return AutoencoderKL.from_pretrained(folder, use_safetensors=True)
 
 
-def _image_encoder_type(model: dict[str, Any]) -> str:
-    kind = model.get("image_encoder_type", "strided")
+def _image_encoder_type(kind: str) -> str:
     if kind not in IMAGE_ENCODERS:
         raise UserError(f"image_encoder_type must be one of {', '.join(IMAGE_ENCODERS)}, got {kind!r}")
     return kind
@@ -316,12 +309,13 @@ class T2VStage(_LatentVideoStage):
     name = "t2v"
 
     def __init__(self, config: TrainConfig, device: torch.device):
-        super().__init__(config, device, str(config.stage_options.get("prediction_type", "epsilon")))
-        latent_space = str(config.model.get("latent_space", "vae"))
+        super().__init__(config, device, str(config.options().prediction_type or "epsilon"))
+        model = config.model_table()
+        latent_space = str(model.latent_space)
         if latent_space not in LATENT_SPACES:
             raise UserError(f"latent_space must be one of {', '.join(LATENT_SPACES)}, got {latent_space!r}")
         if latent_space == "pixels":
-            downscale = config.model.get("pixel_downscale", 8)
+            downscale = model.pixel_downscale
             if downscale not in (1, 2, 4, 8, 16):
                 raise UserError(f"pixel_downscale must be 1, 2, 4, 8 or 16, got {downscale!r}")
             self.vae = self._pixel_autoencoder(downscale)
@@ -331,36 +325,27 @@ class T2VStage(_LatentVideoStage):
             )
         else:
             self.vae = _load_vae(config.init["vae"])
-        self.tokenizer, self.text_encoder = load_minilm(int(self.options.get("max_tokens", 32)))
+        self.tokenizer, self.text_encoder = load_minilm(int(self.options.max_tokens))
         self._freeze(self.vae, self.text_encoder)
-        model = {
-            "block_out_channels": [64, 128, 128],
-            "down_block_types": ["CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"],
-            "up_block_types": ["UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"],
-            "layers_per_block": 1,
-            "attention_head_dim": 8,
-            "norm_num_groups": 16,
-            **{k: v for k, v in config.model.items() if k not in ("latent_space", "pixel_downscale")},
-        }
         factor = vae_scale_factor(self.vae.config)
         self.module = UNet3DConditionModel(
             sample_size=config.data.size // factor,
             in_channels=self.vae.config.latent_channels,
             out_channels=self.vae.config.latent_channels,
-            down_block_types=tuple(model["down_block_types"]),
-            up_block_types=tuple(model["up_block_types"]),
-            block_out_channels=tuple(model["block_out_channels"]),
-            layers_per_block=model["layers_per_block"],
-            norm_num_groups=model["norm_num_groups"],
+            down_block_types=tuple(model.down_block_types),
+            up_block_types=tuple(model.up_block_types),
+            block_out_channels=tuple(model.block_out_channels),
+            layers_per_block=model.layers_per_block,
+            norm_num_groups=model.norm_num_groups,
             cross_attention_dim=self.text_encoder.config.hidden_size,
-            attention_head_dim=model["attention_head_dim"],
+            attention_head_dim=model.attention_head_dim,
         ).to(device)
         if "unet" in config.init:  # warm start: continue training an existing base UNet
             warm = UNet3DConditionModel.from_pretrained(config.init["unet"], use_safetensors=True)
             self.module.load_state_dict(warm.state_dict())
         if config.optim.gradient_checkpointing:
             checkpoint_unet_blocks(self.module)
-        self.text_dropout = float(self.options.get("text_dropout", 0.1))
+        self.text_dropout = float(self.options.text_dropout)
         self.open_cache()
 
     def _pixel_autoencoder(self, downscale: int) -> PixelShuffleAutoencoder:
@@ -407,16 +392,13 @@ class I2VStage(_LatentVideoStage):
             raise UserError(
                 "the i2v stage needs [init] t2v = 'path/to/t2v/pipeline' (or dreamvideo = 'folder')"
             )
-        defaults = {
-            k: self.options[k]
-            for k in (
-                "default_num_frames",
-                "default_fps",
-                "default_image_guidance_scale",
-                "default_text_guidance_scale",
-            )
-            if k in self.options
-        }
+        names = (
+            "default_num_frames",
+            "default_fps",
+            "default_image_guidance_scale",
+            "default_text_guidance_scale",
+        )
+        defaults = {k: getattr(self.options, k) for k in names if getattr(self.options, k) is not None}
         if "dreamvideo" in config.init:  # warm start: continue training a DreamVideo model
             from ..loading import load_pipeline
 
@@ -425,14 +407,14 @@ class I2VStage(_LatentVideoStage):
         else:
             pipe = DreamVideoPipeline.from_t2v(
                 config.init["t2v"],
-                image_embed_channels=int(config.model.get("image_embed_channels", 4)),
-                image_encoder_type=_image_encoder_type(config.model),
+                image_embed_channels=int(config.model_table().image_embed_channels),
+                image_encoder_type=_image_encoder_type(config.model_table().image_encoder_type),
                 **defaults,
             )
         self.pipe = pipe
         # The branch learns on top of the base UNet, so it predicts what the base predicts.
         base_prediction = pipe.scheduler.config.get("prediction_type", "epsilon")
-        asked = self.options.get("prediction_type", base_prediction)
+        asked = self.options.prediction_type or base_prediction
         if asked != base_prediction:
             raise UserError(
                 f"prediction_type {asked!r} differs from the base model's {base_prediction!r} "
@@ -442,12 +424,12 @@ class I2VStage(_LatentVideoStage):
         self.vae, self.text_encoder, self.tokenizer = pipe.vae, pipe.text_encoder, pipe.tokenizer
         self._freeze(self.vae, self.text_encoder)
         self.module = DreamVideoDenoiser(pipe.unet, pipe.retention_branch).to(device)
-        mark_trainable(pipe.unet, pipe.retention_branch, train_all=bool(self.options.get("train_all", False)))
+        mark_trainable(pipe.unet, pipe.retention_branch, train_all=bool(self.options.train_all))
         if config.optim.gradient_checkpointing:  # recompute block activations in backward
             pipe.retention_branch.gradient_checkpointing = True
             checkpoint_unet_blocks(pipe.unet)
         # Independent condition dropout (InstructPix2Pix): image only, text only, both.
-        self.p_drop = float(self.options.get("condition_dropout", 0.05))
+        self.p_drop = float(self.options.condition_dropout)
         self.open_cache()
 
     def loss(self, module, batch, generator):
@@ -475,7 +457,7 @@ class I2VStage(_LatentVideoStage):
             "image_encoder_type": self.pipe.retention_branch.config.image_encoder_type,
         }
         (path / "training.json").write_text(
-            json.dumps(record | self.config.model | self.options, indent=2) + "\n"
+            json.dumps(record | self.config.model | self.config.stage_options, indent=2) + "\n"
         )
         return path
 
