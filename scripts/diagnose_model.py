@@ -25,7 +25,7 @@ import torch
 
 from dreamvideo.data import synthetic
 from dreamvideo.evaluation.synthetic import evaluate_synthetic
-from dreamvideo.loading import load_pipeline
+from dreamvideo.pipeline import load_pipeline
 
 RUNS = [  # (name, split, variant, steps)
     ("train", "train", "full", 10),

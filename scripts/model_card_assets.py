@@ -19,7 +19,7 @@ from PIL import Image
 from dreamvideo.data.synthetic import make_clip
 from dreamvideo.evaluation.report import contact_sheet, plot_losses
 from dreamvideo.io.images import fit_image, load_image
-from dreamvideo.loading import load_pipeline
+from dreamvideo.pipeline import load_pipeline
 from dreamvideo.training.config import read_recipe
 
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "tiny" / "recipe.txt"

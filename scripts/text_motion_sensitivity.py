@@ -21,11 +21,12 @@ import torch
 from diffusers import DDPMScheduler
 
 from dreamvideo.data.latent_cache import LatentCache
-from dreamvideo.data.synthetic import ACTIONS, OPPOSITES
+from dreamvideo.data.synthetic import OPPOSITES, training_phrasings
 from dreamvideo.evaluation.synthetic import heldout_clips
 from dreamvideo.io.images import frames_to_signed
-from dreamvideo.loading import T2V_PIPELINE_CLASSES, load_pipeline, load_t2v, read_model_index
+from dreamvideo.loading import T2V_PIPELINE_CLASSES, load_t2v, read_model_index
 from dreamvideo.models import DreamVideoDenoiser
+from dreamvideo.pipeline import load_pipeline
 from dreamvideo.sizes import vae_scale_factor
 from dreamvideo.text import encode_prompts
 from dreamvideo.training.stages import noised_target
@@ -91,7 +92,7 @@ def main() -> None:
         latents, images, actions, objects = rendered_clips(pipe.vae, opposite, args.clips, size, 8)
 
     def caption(k: int, action: str) -> str:
-        return ACTIONS[action][1][0].format(obj=objects[k])
+        return training_phrasings(action)[0].format(obj=objects[k])
 
     count = len(actions)
     captions = {

@@ -273,7 +273,7 @@ def test_help_and_refused_flags_import_no_heavy_library(argv):
 def test_lazy_package_attributes():
     import dreamvideo
 
-    assert dreamvideo.load_pipeline.__module__ == "dreamvideo.loading"
+    assert dreamvideo.load_pipeline.__module__ == "dreamvideo.pipeline"
     assert "DreamVideoPipeline" in dir(dreamvideo) and set(dreamvideo.__all__) <= set(dir(dreamvideo))
     with pytest.raises(AttributeError):
         dreamvideo.no_such_name  # noqa: B018

@@ -14,8 +14,8 @@ import torch
 from dreamvideo.cli import main
 from dreamvideo.convert import check_t2v_folder, convert_t2v, zero_init_difference
 from dreamvideo.errors import UserError
-from dreamvideo.loading import load_pipeline
 from dreamvideo.models import modelscope
+from dreamvideo.pipeline import load_pipeline
 from dreamvideo.testing import tiny_clip_tokenizer
 
 MODELSCOPE_PARTS = {"model_index.json", "unet", "vae", "text_encoder", "tokenizer", "scheduler"}

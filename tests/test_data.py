@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from dreamvideo.data.sources import SyntheticSource
-from dreamvideo.data.synthetic import ACTION_NAMES, ACTIONS, make_clip, write_dataset
+from dreamvideo.data.synthetic import (
+    ACTION_NAMES,
+    ACTIONS,
+    heldout_phrasing_of,
+    make_clip,
+    training_phrasings,
+    write_dataset,
+)
 from dreamvideo.data.videos import VideoClipSource, decode_clip, read_captions, scan_ucf101, ucf_class_caption
 from dreamvideo.errors import UserError
 from dreamvideo.evaluation.motion import ACTION_TO_MOTION, estimate_motion, temporal_consistency
@@ -38,7 +45,7 @@ def test_heldout_split_never_shares_clips_or_phrasings_with_training():
     heldout = [make_clip(0, i, "heldout", 32, 2) for i in range(60)]
     assert not train & {spec.caption for _, spec in heldout}
     for _, spec in heldout:
-        held = ACTIONS[spec.action][1][-1].format(obj=spec.object_name)
+        held = heldout_phrasing_of(spec.action).format(obj=spec.object_name)
         assert spec.caption == held  # held-out phrasing only
     # same seed, same index, different split: different clip
     assert not np.array_equal(make_clip(0, 0, "train", 32, 2)[0], make_clip(0, 0, "heldout", 32, 2)[0])
@@ -137,14 +144,14 @@ def test_csv_captions_and_ucf101_layout(tmp_path):
 def test_asking_for_the_other_phrasing_pool_changes_the_caption_only():
     """Held-out clips captioned with training phrasings (eval --split seen-phrasings) are the
     same clips: the phrasing pool never shifts a clip's random stream."""
-    from dreamvideo.data.synthetic import ACTIONS, make_clip
+    from dreamvideo.data.synthetic import make_clip
 
     for i in range(6):
         frames, spec = make_clip(12345, i, "heldout", 32, 3)
         same, seen = make_clip(12345, i, "heldout", 32, 3, heldout_phrasing=False)
         np.testing.assert_array_equal(frames, same)
-        assert spec.caption == ACTIONS[spec.action][1][-1].format(obj=spec.object_name)
-        assert seen.caption in [p.format(obj=spec.object_name) for p in ACTIONS[spec.action][1][:-1]]
+        assert spec.caption == heldout_phrasing_of(spec.action).format(obj=spec.object_name)
+        assert seen.caption in [p.format(obj=spec.object_name) for p in training_phrasings(spec.action)]
 
 
 def test_motion_ranges_set_each_action_s_per_frame_change(monkeypatch):

@@ -469,13 +469,14 @@ def test_synthetic_training_split_and_text_only_variant(tmp_path, capsys, model_
     """--split train scores the clips, photos and phrasings the recipe trained on (its own
     clips, not the held-out ones), --split seen-phrasings the held-out clips with training
     phrasings; --variant text-only feeds the null image."""
-    from dreamvideo.data.synthetic import ACTION_NAMES, ACTIONS
+    from dreamvideo.data.synthetic import ACTION_NAMES, heldout_phrasing_of
     from dreamvideo.evaluation.synthetic import training_clips
 
     clips = training_clips(26, 32, 4)
     assert [spec.action for _, spec in clips] == ACTION_NAMES * 2
-    assert all(spec.caption not in {p.format(obj=spec.object_name) for p in ACTIONS[spec.action][1][-1:]}
-               for _, spec in clips)  # fmt: skip
+    assert all(
+        spec.caption != heldout_phrasing_of(spec.action).format(obj=spec.object_name) for _, spec in clips
+    )
     common = ["--model", model_dir, "--num", "13", "--steps", "1", "--batch-size", "13", "--photos", "1"]
     runs = {}
     for name, extra in {

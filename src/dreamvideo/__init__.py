@@ -21,7 +21,7 @@ _LAZY = {
     "GuidanceMode": "limits",
     "double_condition_cfg": "guidance",
     "default_model_dir": "loading",
-    "load_pipeline": "loading",
+    "load_pipeline": "pipeline",
     "DreamVideoDenoiser": "models",
     "FrameRetentionBranch": "models",
     "mark_trainable": "models",
@@ -45,9 +45,9 @@ __all__ = [
 if TYPE_CHECKING:
     from .guidance import double_condition_cfg
     from .limits import GuidanceMode
-    from .loading import default_model_dir, load_pipeline
+    from .loading import default_model_dir
     from .models import DreamVideoDenoiser, FrameRetentionBranch, mark_trainable
-    from .pipeline import DreamVideoPipeline, DreamVideoPipelineOutput
+    from .pipeline import DreamVideoPipeline, DreamVideoPipelineOutput, load_pipeline
 
 
 def __getattr__(name: str) -> Any:

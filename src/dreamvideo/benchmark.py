@@ -157,10 +157,7 @@ def measure_startup(model: Path | None, settings: BenchSettings) -> dict:
 
 
 def _import_seconds() -> float:
-    code = (
-        "import time; t = time.perf_counter(); import dreamvideo.pipeline, dreamvideo.loading; "
-        "print(time.perf_counter() - t)"
-    )
+    code = "import time; t = time.perf_counter(); import dreamvideo.pipeline; print(time.perf_counter() - t)"
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return round(float(output.stdout.strip().splitlines()[-1]), 3)
 
@@ -464,7 +461,7 @@ def plot_scaling(scaling: dict, path: Path) -> Path:
 # ---------------------------------------------------------------------------------- the run
 def run_benchmark(model: Path | None, out_dir: Path, settings: BenchSettings, log=print) -> dict:
     """Every measurement above; writes out_dir/bench.json, bench.md and scaling.png."""
-    from .loading import load_pipeline
+    from .pipeline import load_pipeline
 
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict = {

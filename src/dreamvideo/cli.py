@@ -188,7 +188,7 @@ def generate(
 
     from .io.images import load_image, unit_to_uint8
     from .io.video import check_output_path, write_video
-    from .loading import load_pipeline
+    from .pipeline import load_pipeline
 
     check_output_path(output)
     reference = load_image(image)
@@ -267,8 +267,9 @@ def _check_memory_budget(
 @debug_option
 def info(model: Path | None, debug: bool) -> None:
     """Show a model's components, parameter counts, resolution and frames."""
-    from .loading import default_model_dir, load_pipeline
+    from .loading import default_model_dir
     from .models import count_parameters
+    from .pipeline import load_pipeline
 
     pipe = load_pipeline(model)
     height, width = pipe.default_size
@@ -546,8 +547,8 @@ def _pipeline_for_synthetic_eval(model: Path | None, variant: str, frames: int |
     """A DreamVideo folder, or a text-to-video base (a t2v stage's export) wrapped as DreamVideo
     with a fresh zero-initialised branch, which predicts exactly what the base predicts: its
     text -> motion is measured with --variant no-branch (the base alone)."""
-    from .loading import T2V_PIPELINE_CLASSES, load_pipeline, read_model_index
-    from .pipeline import DreamVideoPipeline
+    from .loading import T2V_PIPELINE_CLASSES, read_model_index
+    from .pipeline import DreamVideoPipeline, load_pipeline
 
     if model is None or read_model_index(model)["_class_name"] not in T2V_PIPELINE_CLASSES:
         return load_pipeline(model)
@@ -647,8 +648,7 @@ def _run_protocol(items, model, out, frames, size, fps, seed, steps, image_scale
 
     from .evaluation.protocols import ProtocolSettings, generate_protocol
     from .evaluation.videos import evaluate_videos
-    from .loading import load_pipeline
-    from .pipeline import check_sampling_values
+    from .pipeline import check_sampling_values, load_pipeline
 
     if size < 8 or fps <= 0 or batch_size < 1:
         raise UserError("--size must be at least 8, --fps above 0, --batch-size at least 1")
@@ -768,7 +768,7 @@ def bench(
 
     from .benchmark import README_IMAGE, BenchSettings, run_benchmark
     from .io.images import load_image
-    from .loading import load_pipeline
+    from .pipeline import load_pipeline
 
     image = image or README_IMAGE
     if not image.is_file():
@@ -822,7 +822,7 @@ def web(
 
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: serving on {host}: anyone who can reach this machine can use the app", err=True)
-    from .loading import load_pipeline
+    from .pipeline import load_pipeline
 
     pipe = load_pipeline(model).to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     launch(pipe, host, port, concurrency=concurrency, queue_size=queue_size, max_upload_mb=max_upload_mb)

@@ -1,6 +1,8 @@
 """Loading models from local folders only, with clear errors for folders of the wrong kind.
 
-Weights load from safetensors only (no pickle). Nothing is downloaded.
+Weights load from safetensors only (no pickle). Nothing is downloaded. Torch-free until a
+loader runs; `DreamVideoPipeline` folders load through `pipeline.load_pipeline`, which builds
+on the checks here.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def read_model_index(path: str | Path) -> dict:
     return data
 
 
-def _check_components(path: Path, index: dict) -> None:
+def check_components(path: Path, index: dict) -> None:
     for name, spec in index.items():
         if name.startswith("_") or not isinstance(spec, list) or spec == [None, None]:
             continue
@@ -47,7 +49,8 @@ def _check_components(path: Path, index: dict) -> None:
             raise UserError(f"model folder is incomplete: component folder '{name}/' is missing in {path}")
 
 
-def _load(cls, path: Path, what: str, **kwargs):
+def load_folder(cls, path: Path, what: str, **kwargs):
+    """`cls.from_pretrained` on a local folder, safetensors only; any failure is a user-facing error."""
     try:
         return cls.from_pretrained(path, use_safetensors=True, local_files_only=True, **kwargs)
     except UserError:
@@ -55,31 +58,6 @@ def _load(cls, path: Path, what: str, **kwargs):
     except Exception as e:  # every loader failure of a user's folder is a user-facing error
         detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"cannot load {what} from {path}: {detail}") from e
-
-
-def load_pipeline(path: str | Path | None = None, **kwargs):
-    """Load a `DreamVideoPipeline` folder (the shipped default when `path` is None)."""
-    from .pipeline import DreamVideoPipeline
-
-    if path is None:
-        path = default_model_dir()
-        if not (path / "model_index.json").is_file():
-            raise UserError(
-                f"the default model is not installed at {path}; pass --model DIR with a DreamVideo model "
-                "folder (or reinstall the package)"
-            )
-    path = Path(path)
-    index = read_model_index(path)
-    cls_name = index["_class_name"]
-    if cls_name in T2V_PIPELINE_CLASSES:
-        raise UserError(
-            f"{path} is a text-to-video model ({cls_name}), not DreamVideo: build one from it with "
-            "DreamVideoPipeline.from_t2v"
-        )
-    if cls_name != DreamVideoPipeline.__name__:
-        raise UserError(f"{path} holds a {cls_name}, not a DreamVideoPipeline")
-    _check_components(path, index)
-    return _load(DreamVideoPipeline, path, "the DreamVideo model", **kwargs)
 
 
 def load_t2v(path: str | Path, **kwargs):
@@ -90,5 +68,5 @@ def load_t2v(path: str | Path, **kwargs):
     index = read_model_index(path)
     if index["_class_name"] not in T2V_PIPELINE_CLASSES:
         raise UserError(f"{path} holds a {index['_class_name']}, not a text-to-video pipeline")
-    _check_components(path, index)
-    return _load(TextToVideoSDPipeline, path, "the text-to-video model", **kwargs)
+    check_components(path, index)
+    return load_folder(TextToVideoSDPipeline, path, "the text-to-video model", **kwargs)

@@ -24,6 +24,14 @@ from .errors import UserError
 from .guidance import GuidanceMode, combine_predictions, guidance_conditions
 from .io.images import fit_image, image_to_tensor, load_image, to_rgb
 from .limits import MAX_SIDE, check_sampling_values
+from .loading import (
+    T2V_PIPELINE_CLASSES,
+    check_components,
+    default_model_dir,
+    load_folder,
+    load_t2v,
+    read_model_index,
+)
 from .models import DreamVideoDenoiser, FrameRetentionBranch
 from .sizes import unet_downscale, vae_scale_factor
 from .text import encode_prompts
@@ -102,8 +110,6 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin):
         encoder of the reference, "strided" (stride-2 convs from pixels, as ControlNet's
         conditioning embedding) or "space_to_depth" (pixel unshuffle, then two convs)."""
         if not isinstance(t2v, DiffusionPipeline):
-            from .loading import load_t2v
-
             t2v = load_t2v(t2v)
         branch = FrameRetentionBranch.from_unet(
             t2v.unet,
@@ -461,8 +467,7 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin):
             num_frames, height, width, image_guidance_scale, text_guidance_scale, guidance_scale
         )
         mode = GuidanceMode(guidance_mode)
-        self._interrupt = False
-        self._num_timesteps = num_inference_steps * num_segments
+        self._interrupt, self._num_timesteps = False, num_inference_steps * num_segments
 
         # 1. Check inputs; broadcast images against prompts.
         prompts = None if prompt_embeds is not None else _text_list(prompt)
@@ -718,3 +723,26 @@ def _legacy_callback(kwargs: dict) -> dict:
             "callback", "1.0.0", "Pass `callback_on_step_end` instead of `callback` and `callback_steps`."
         )
     return {"legacy_callback": callback, "callback_steps": callback_steps}
+
+
+def load_pipeline(path: str | Path | None = None, **kwargs):
+    """Load a `DreamVideoPipeline` folder (the shipped default when `path` is None)."""
+    if path is None:
+        path = default_model_dir()
+        if not (path / "model_index.json").is_file():
+            raise UserError(
+                f"the default model is not installed at {path}; pass --model DIR with a DreamVideo model "
+                "folder (or reinstall the package)"
+            )
+    path = Path(path)
+    index = read_model_index(path)
+    cls_name = index["_class_name"]
+    if cls_name in T2V_PIPELINE_CLASSES:
+        raise UserError(
+            f"{path} is a text-to-video model ({cls_name}), not DreamVideo: build one from it with "
+            "DreamVideoPipeline.from_t2v"
+        )
+    if cls_name != DreamVideoPipeline.__name__:
+        raise UserError(f"{path} holds a {cls_name}, not a DreamVideoPipeline")
+    check_components(path, index)
+    return load_folder(DreamVideoPipeline, path, "the DreamVideo model", **kwargs)

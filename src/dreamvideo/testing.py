@@ -159,7 +159,7 @@ REFERENCE_REQUEST = {
 def generate_reference(repo: Path) -> np.ndarray:
     """The shipped model's frames for `REFERENCE_REQUEST` as uint8 (B, F, H, W, 3), on one thread
     (so the order of the arithmetic, and every bit, is fixed on a given CPU)."""
-    from .loading import load_pipeline
+    from .pipeline import load_pipeline
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from ..errors import UserError
 from ..io.images import frames_to_signed
 from .sources import ClipSource
-from .synthetic import ACTIONS
+from .synthetic import training_phrasings
 
 
 @dataclass
@@ -87,7 +87,7 @@ class LatentCache:
         meta = self.meta[k]
         caption = meta["caption"]
         if "action" in meta:  # re-draw among the training phrasings (never the held-out one)
-            phrasings = ACTIONS[meta["action"]][1][:-1]
+            phrasings = training_phrasings(meta["action"])
             rng = np.random.default_rng([self.seed, index, 7])
             caption = str(rng.choice(phrasings)).format(obj=meta["object"])
         reference = frames_to_signed(self.first_frames[k])

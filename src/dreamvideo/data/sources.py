@@ -3,23 +3,10 @@ resumes at the exact data position and ranks shard by index."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from .clip import Clip, ClipSource
+from .synthetic import make_clip
 
-import numpy as np
-
-from .synthetic import ClipSpec, make_clip
-
-
-@dataclass
-class Clip:
-    frames: np.ndarray  # (F, H, W, 3) uint8
-    caption: str
-    spec: ClipSpec | None = None
-
-
-class ClipSource(Protocol):
-    def clip(self, index: int) -> Clip: ...
+__all__ = ["Clip", "ClipSource", "SyntheticSource", "make_source"]
 
 
 class SyntheticSource:

@@ -373,7 +373,7 @@ class ClipSpec:
 
 
 @functools.cache
-def _photo(name: str) -> np.ndarray:
+def load_photo(name: str) -> np.ndarray:
     import skimage.data
 
     image = getattr(skimage.data, name)()
@@ -382,7 +382,7 @@ def _photo(name: str) -> np.ndarray:
     return np.ascontiguousarray(image[..., :3]).astype(np.uint8)
 
 
-def _random_crop(rng: np.random.Generator, photo: np.ndarray, size: int) -> Image.Image:
+def random_crop(rng: np.random.Generator, photo: np.ndarray, size: int) -> Image.Image:
     h, w = photo.shape[:2]
     side = int(rng.integers(min(h, w) // 4, min(h, w) + 1))
     y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
@@ -401,7 +401,7 @@ def _background(rng: np.random.Generator, size: int, photos: list[str]) -> Image
         return Image.fromarray((a * (1 - t) + b * t).astype(np.uint8))
     if kind == "texture":
         if rng.random() < 0.5:
-            tile = _random_crop(rng, _photo(str(rng.choice(TEXTURE_PHOTOS))), size)
+            tile = random_crop(rng, load_photo(str(rng.choice(TEXTURE_PHOTOS))), size)
             tint = rng.uniform(0.5, 1.2, 3)
             return Image.fromarray(np.clip(np.asarray(tile) * tint, 0, 255).astype(np.uint8))
         period = int(rng.integers(6, 20))
@@ -409,7 +409,7 @@ def _background(rng: np.random.Generator, size: int, photos: list[str]) -> Image
         pattern = ((xx // period + yy // period) % 2) if rng.random() < 0.5 else ((xx + yy) // period % 2)
         a, b = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
         return Image.fromarray(np.where(pattern[..., None] == 1, a, b).astype(np.uint8))
-    return _random_crop(rng, _photo(str(rng.choice(photos))), size)
+    return random_crop(rng, load_photo(str(rng.choice(photos))), size)
 
 
 def _shape_mask(shape: str, res: int) -> Image.Image:
@@ -458,7 +458,7 @@ def _sprite(
         fill = Image.fromarray(np.clip(base * (0.55 + 0.45 * stripes), 0, 255).astype(np.uint8))
         name = f"striped {color_name} {shape}"
     else:
-        fill = _random_crop(rng, _photo(str(rng.choice(photos))), res)
+        fill = random_crop(rng, load_photo(str(rng.choice(photos))), res)
         mask = _shape_mask(
             str(rng.choice(["square", "diamond"] + ([] if rotating else ["circle", "hexagon"]))), res
         )
@@ -494,100 +494,132 @@ def make_clip(
     action: str | None = None,
     heldout_phrasing: bool | None = None,
 ) -> tuple[np.ndarray, ClipSpec]:
-    """Render clip `index` of a split: ((F, size, size, 3) uint8 frames, its spec)."""
+    """Render clip `index` of a split: ((F, size, size, 3) uint8 frames, its spec). Every
+    random draw comes from one stream seeded by (seed, split, index), in a fixed order."""
     if split not in SPLIT_SEED_OFFSET:
         raise ValueError(f"unknown split {split!r}: use 'train' or 'heldout'")
     rng = np.random.default_rng([seed + SPLIT_SEED_OFFSET[split], index])
     photos = TRAIN_PHOTOS if split == "train" else HELDOUT_PHOTOS
     action = action or str(rng.choice(ACTION_NAMES))
-    _kind, phrasings = ACTIONS[action]
     if heldout_phrasing is None:
         heldout_phrasing = split == "heldout"
-
     canvas_size = int(size * 2)  # room for pans and zoom-outs
     background = _background(rng, canvas_size, photos)
-    sprite, object_name = _sprite(rng, 128, photos, rotating=action in ("rotate_cw", "rotate_ccw"))
-    # Drawn from the split's own pool first, so that asking for the other pool changes the
-    # caption only, never the clip (its random stream stays the split's).
-    caption = str(rng.choice(phrasings[-1:] if split == "heldout" else phrasings[:-1]))
-    if heldout_phrasing != (split == "heldout"):
-        pool = phrasings[-1:] if heldout_phrasing else phrasings[:-1]
-        caption = str(np.random.default_rng([seed, index, 7]).choice(pool))
-    caption = caption.format(obj=object_name)
-
-    last = num_frames - 1
-    speed = rng.uniform(1.5, 3.0) * size / 64  # output pixels per frame
-    base_size = rng.uniform(0.28, 0.42) * size  # object side in output pixels
-    rotation0 = rng.uniform(-20, 20) if action not in ("rotate_cw", "rotate_ccw") else rng.uniform(0, 360)
+    sprite, object_name = _sprite(rng, 128, photos, rotating=action in ROTATIONS)
+    caption = _caption(rng, seed, index, action, split, heldout_phrasing).format(obj=object_name)
     spec = ClipSpec(action, caption, object_name, num_frames, size)
+    path = _trajectory(rng, action, size, num_frames, spec)
+    return _render(background, sprite, path, size, canvas_size), spec
 
-    # Object and camera trajectories (object in output-frame coordinates at zoom 1).
-    obj_x = np.full(num_frames, size / 2.0)
-    obj_y = np.full(num_frames, size / 2.0)
-    obj_scale = np.ones(num_frames)
-    obj_rot = np.full(num_frames, rotation0)
-    cam_dx = np.zeros(num_frames)
-    cam_zoom = np.ones(num_frames)
-    t = np.arange(num_frames)
-    travel = speed * last
+
+ROTATIONS = ("rotate_cw", "rotate_ccw")
+TRANSLATIONS = ("move_left", "move_right", "move_up", "move_down")
+
+
+def training_phrasings(action: str) -> list[str]:
+    """The phrasings an action's captions are drawn from in training (all but the last)."""
+    return ACTIONS[action][1][:-1]
+
+
+def heldout_phrasing_of(action: str) -> str:
+    """The one phrasing of an action that training never sees (the evaluation's)."""
+    return ACTIONS[action][1][-1]
+
+
+def _caption(rng: np.random.Generator, seed: int, index: int, action: str, split: str, heldout: bool) -> str:
+    """Drawn from the split's own pool first, so that asking for the other pool changes the
+    caption only, never the clip (its random stream stays the split's)."""
+    own = [heldout_phrasing_of(action)] if split == "heldout" else training_phrasings(action)
+    caption = str(rng.choice(own))
+    if heldout != (split == "heldout"):
+        pool = [heldout_phrasing_of(action)] if heldout else training_phrasings(action)
+        caption = str(np.random.default_rng([seed, index, 7]).choice(pool))
+    return caption
+
+
+@dataclass
+class _Path:
+    """Per-frame object placement (output-frame coordinates at zoom 1) and camera."""
+
+    obj_x: np.ndarray
+    obj_y: np.ndarray
+    obj_scale: np.ndarray
+    obj_rot: np.ndarray
+    cam_dx: np.ndarray
+    cam_zoom: np.ndarray
+    base_size: float  # object side in output pixels
+
+
+def _trajectory(rng: np.random.Generator, action: str, size: int, num_frames: int, spec: ClipSpec) -> _Path:
+    """The action's object and camera motion; records its per-frame size in `spec`."""
+    last, t = num_frames - 1, np.arange(num_frames)
+    speed = rng.uniform(1.5, 3.0) * size / 64  # output pixels per frame
+    base_size = rng.uniform(0.28, 0.42) * size
+    rotation0 = rng.uniform(-20, 20) if action not in ROTATIONS else rng.uniform(0, 360)
+    centre = np.full(num_frames, size / 2.0)
+    path = _Path(
+        centre,
+        centre.copy(),
+        np.ones(num_frames),
+        np.full(num_frames, rotation0),
+        np.zeros(num_frames),
+        np.ones(num_frames),
+        base_size,
+    )
     margin = base_size / 2 + 2
-    if action in ("move_left", "move_right", "move_up", "move_down"):
+    if action in TRANSLATIONS:
         speed = min(speed, (size - 2 * margin) / last)  # stay inside the frame
-        travel = speed * last
-    if action in ("move_left", "move_right", "move_up", "move_down"):
-        sign = -1 if action in ("move_left", "move_up") else 1
-        free = max(size - 2 * margin - travel, 0)
-        start = margin + rng.uniform(0, free) + (travel if sign < 0 else 0)
-        start = float(np.clip(start, margin, size - margin))
-        track = start + sign * speed * t
-        other = rng.uniform(margin, size - margin)
+        travel, sign = speed * last, -1 if action in ("move_left", "move_up") else 1
+        start = margin + rng.uniform(0, max(size - 2 * margin - travel, 0)) + (travel if sign < 0 else 0)
+        track = float(np.clip(start, margin, size - margin)) + sign * speed * t
+        other = np.full(num_frames, rng.uniform(margin, size - margin))
         if action in ("move_left", "move_right"):
-            obj_x, obj_y = track, np.full(num_frames, other)
-            spec.dx = sign * speed
+            path.obj_x, path.obj_y, spec.dx = track, other, sign * speed
         else:
-            obj_x, obj_y = np.full(num_frames, other), track
-            spec.dy = sign * speed
+            path.obj_x, path.obj_y, spec.dy = other, track, sign * speed
     else:
-        obj_x += rng.uniform(-0.15, 0.15) * size
-        obj_y += rng.uniform(-0.15, 0.15) * size
-    if action in ("rotate_cw", "rotate_ccw"):
+        path.obj_x += rng.uniform(-0.15, 0.15) * size
+        path.obj_y += rng.uniform(-0.15, 0.15) * size
+    if action in ROTATIONS:
         rate = rng.uniform(*MOTION_RANGES["rotation_deg"]) * (1 if action == "rotate_cw" else -1)
-        obj_rot = rotation0 + rate * t
-        spec.rotation_deg = rate
+        path.obj_rot, spec.rotation_deg = rotation0 + rate * t, rate
     if action in ("grow", "shrink"):
         total = rng.uniform(*MOTION_RANGES["object_scale_total"])
         rate = total ** (1 / last) if action == "grow" else total ** (-1 / last)
-        obj_scale = rate**t
-        spec.scale_rate = rate
-        base_size = base_size * (MOTION_RANGES["grow_start_size"][0] if action == "grow" else 1.3)
+        path.obj_scale, spec.scale_rate = rate**t, rate
+        path.base_size = base_size * (MOTION_RANGES["grow_start_size"][0] if action == "grow" else 1.3)
     if action in ("pan_left", "pan_right"):
-        # Camera pans left -> the content moves right in the frame.
-        direction = 1 if action == "pan_left" else -1
-        cam_dx = -direction * speed * t
-        spec.dx = direction * speed
+        direction = 1 if action == "pan_left" else -1  # the camera pans left: content moves right
+        path.cam_dx, spec.dx = -direction * speed * t, direction * speed
     if action in ("zoom_in", "zoom_out"):
         total = rng.uniform(*MOTION_RANGES["zoom_total"])
         rate = total ** (1 / last) if action == "zoom_in" else total ** (-1 / last)
-        start_zoom = 1.0 if action == "zoom_in" else total**0.5
-        cam_zoom = start_zoom * rate**t
+        path.cam_zoom = (1.0 if action == "zoom_in" else total**0.5) * rate**t
         spec.scale_rate = rate
-    spec.meta = {"speed": float(speed), "object_size": float(base_size)}
+    spec.meta = {"speed": float(speed), "object_size": float(path.base_size)}
+    return path
 
+
+def _render(
+    background: Image.Image, sprite: Image.Image, path: _Path, size: int, canvas_size: int
+) -> np.ndarray:
     centre = size / 2
-    frames = np.empty((num_frames, size, size, 3), dtype=np.uint8)
-    for i in range(num_frames):
+    frames = np.empty((len(path.obj_x), size, size, 3), dtype=np.uint8)
+    world_from_canvas = _affine(1, 0, -(canvas_size - size) / 2, -(canvas_size - size) / 2)
+    for i in range(len(frames)):
         # Camera: output = zoom * (world - centre - pan) + centre; the world canvas is
         # centred on the output frame.
-        camera = _affine(cam_zoom[i], 0, centre, centre) @ _affine(1, 0, -centre - cam_dx[i], -centre)
-        world_from_canvas = _affine(1, 0, -(canvas_size - size) / 2, -(canvas_size - size) / 2)
+        camera = _affine(path.cam_zoom[i], 0, centre, centre) @ _affine(
+            1, 0, -centre - path.cam_dx[i], -centre
+        )
         frame = _warp(background, camera @ world_from_canvas, size).convert("RGBA")
-        scale = base_size * obj_scale[i] / sprite.width
-        obj = _affine(scale, obj_rot[i], obj_x[i], obj_y[i]) @ _affine(
+        scale = path.base_size * path.obj_scale[i] / sprite.width
+        obj = _affine(scale, path.obj_rot[i], path.obj_x[i], path.obj_y[i]) @ _affine(
             1, 0, -sprite.width / 2, -sprite.height / 2
         )
         frame.alpha_composite(_warp(sprite, camera @ obj, size))
         frames[i] = np.asarray(frame.convert("RGB"))
-    return frames, spec
+    return frames
 
 
 def spec_dict(spec: ClipSpec) -> dict:

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from ..errors import UserError
-from .sources import Clip
+from .clip import Clip
 
 logger = logging.getLogger(__name__)
 

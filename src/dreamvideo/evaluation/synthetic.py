@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,13 +40,14 @@ from tqdm.auto import tqdm
 
 from ..data.synthetic import (
     ACTION_NAMES,
-    ACTIONS,
     HELDOUT_PHOTOS,
     OPPOSITES,
     TRAIN_PHOTOS,
-    _photo,
-    _random_crop,
+    heldout_phrasing_of,
+    load_photo,
     make_clip,
+    random_crop,
+    training_phrasings,
 )
 from ..io.images import frames_to_unit, unit_to_uint8
 from ..metrics import psnr, ssim
@@ -85,7 +87,7 @@ def colourfulness(images: torch.Tensor) -> float:
     return float((images - images.mean(1, keepdim=True)).abs().mean())
 
 
-class _Generator:
+class _SuiteSampler:
     """Batched generation with per-batch seeds; returns uint8 videos."""
 
     def __init__(
@@ -195,47 +197,106 @@ def evaluate_synthetic(
     pipe.set_progress_bar_config(disable=True)
     num_frames = num_frames or pipe.config.default_num_frames
     size = pipe.default_size[0]
-    gen = _Generator(pipe, num_frames, steps, image_scale, text_scale, batch_size, variant)
-    image_scale = gen.image_scale
+    sampler = _SuiteSampler(pipe, num_frames, steps, image_scale, text_scale, batch_size, variant)
     started = time.perf_counter()
+    suite = _Suite.build(split, num, size, num_frames, num_pairs, num_photos)
+    with tqdm(total=suite.total_videos, desc="eval synthetic", dynamic_ncols=True) as progress:
+        videos = sampler(suite.references, [spec.caption for _, spec in suite.clips], progress)
+        pair_videos = sampler(*suite.pair_requests(split), progress)
+        photo_requests = [r for r in suite.photo_refs for _ in CAMERA_PROMPTS]
+        photo_prompts = [CAMERA_PROMPTS[a] for _ in suite.photo_refs for a in CAMERA_PROMPTS]
+        photo_videos = sampler(photo_requests, photo_prompts, progress)
 
-    if split == "train":
-        clips = training_clips(num, size, num_frames)
-    else:
-        clips = heldout_clips(num, size, num_frames, heldout_phrasing=split == "heldout")
-    references = [frames[0] for frames, _ in clips]
-    photos = TRAIN_PHOTOS if split == "train" else HELDOUT_PHOTOS
-    pair_sources = [(i, a, b) for i in range(num) for a, b in OPPOSITES if clips[i][1].action == a]
-    pair_sources = pair_sources[: num_pairs if num_pairs is not None else max(12, num // 4)]
-    photo_refs = []
-    for k in range(num_photos):
-        rng = np.random.default_rng([EVAL_SEED, k, 99])
-        photo_refs.append(np.asarray(_random_crop(rng, _photo(photos[k % len(photos)]), size)))
-    total = num + 2 * len(pair_sources) + 4 * num_photos
-    with tqdm(total=total, desc="eval synthetic", dynamic_ncols=True) as progress:
-        videos = gen(references, [spec.caption for _, spec in clips], progress)
-        # Opposite prompts on the same image, same object name, held-out phrasing.
-        pair_prompts, pair_refs = [], []
-        phrasing = -1 if split == "heldout" else 0  # the held-out phrasing, or a trained one
-        for i, a, b in pair_sources:
-            name = clips[i][1].object_name
+    metrics = {
+        "variant": variant,
+        "split": split,
+        "num_clips": num,
+        "num_frames": num_frames,
+        "steps": steps,
+        "image_guidance_scale": sampler.image_scale
+        if sampler.image_scale is not None
+        else pipe.config.default_image_guidance_scale,
+        "text_guidance_scale": text_scale
+        if text_scale is not None
+        else pipe.config.default_text_guidance_scale,
+        **_fidelity(pipe, suite.references, videos),
+        **_motion_control(suite, videos, pair_videos, photo_videos),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    _sample_sheet(suite.clips, videos, out_dir / "samples.png")
+    return metrics
+
+
+@dataclass
+class _Suite:
+    """The suite's inputs: clips, opposite-prompt pairs on their images, photo crops."""
+
+    clips: list
+    pair_sources: list[tuple[int, str, str]]  # (clip, action, opposite action)
+    photo_refs: list[np.ndarray]
+
+    @classmethod
+    def build(cls, split: str, num: int, size: int, num_frames: int, num_pairs: int | None, num_photos: int):
+        if split == "train":
+            clips = training_clips(num, size, num_frames)
+        else:
+            clips = heldout_clips(num, size, num_frames, heldout_phrasing=split == "heldout")
+        pairs = [(i, a, b) for i in range(num) for a, b in OPPOSITES if clips[i][1].action == a]
+        pairs = pairs[: num_pairs if num_pairs is not None else max(12, num // 4)]
+        photos = TRAIN_PHOTOS if split == "train" else HELDOUT_PHOTOS
+        photo_refs = []
+        for k in range(num_photos):
+            rng = np.random.default_rng([EVAL_SEED, k, 99])
+            photo_refs.append(np.asarray(random_crop(rng, load_photo(photos[k % len(photos)]), size)))
+        return cls(clips, pairs, photo_refs)
+
+    @property
+    def references(self) -> list[np.ndarray]:
+        return [frames[0] for frames, _ in self.clips]
+
+    @property
+    def total_videos(self) -> int:
+        return len(self.clips) + 2 * len(self.pair_sources) + len(CAMERA_PROMPTS) * len(self.photo_refs)
+
+    def pair_requests(self, split: str) -> tuple[list[np.ndarray], list[str]]:
+        """Opposite prompts on the same image, same object name: the held-out phrasing (or, off
+        the held-out split, a trained one)."""
+        refs, prompts = [], []
+        for i, a, b in self.pair_sources:
+            _, spec = self.clips[i]
             for action in (a, b):
-                pair_prompts.append(ACTIONS[action][1][phrasing].format(obj=name))
-                pair_refs.append(references[i])
-        pair_videos = gen(pair_refs, pair_prompts, progress)
-        photo_prompts = [CAMERA_PROMPTS[a] for _ in photo_refs for a in CAMERA_PROMPTS]
-        photo_videos = gen([r for r in photo_refs for _ in CAMERA_PROMPTS], photo_prompts, progress)
+                phrasing = (
+                    heldout_phrasing_of(action) if split == "heldout" else training_phrasings(action)[0]
+                )
+                prompts.append(phrasing.format(obj=spec.object_name))
+                refs.append(self.clips[i][0][0])
+        return refs, prompts
 
-    # Fidelity of the first frame, and the VAE's ceiling.
+
+def _fidelity(pipe, references: list[np.ndarray], videos: list[np.ndarray]) -> dict:
+    """First frame against the reference, beside the latent space's own reconstruction (the ceiling)."""
     refs = frames_to_unit(np.stack(references))
     firsts = frames_to_unit(np.stack([v[0] for v in videos]))
     vae = pipe.vae
     pixels = (refs * 2 - 1).to(pipe.device, vae.dtype)
     recon = torch.cat([vae.decode(vae.encode(chunk).latent_dist.mode()).sample for chunk in pixels.split(16)])
     recon = ((recon.float().cpu().clamp(-1, 1) + 1) / 2 * 255).round() / 255
-    ssims = ssim(firsts, refs, reduction="none")
+    return {
+        "first_frame_ssim": float(ssim(firsts, refs, reduction="none").mean()),
+        "first_frame_psnr": float(psnr(firsts, refs).mean()),
+        "vae_reconstruction_ssim": float(ssim(recon, refs)),
+        "vae_reconstruction_psnr": float(psnr(recon, refs).mean()),
+        # generated (or VAE-reconstructed) colourfulness / the reference's: 1 keeps colour, 0 is grey
+        "first_frame_colourfulness_ratio": colourfulness(firsts) / max(colourfulness(refs), 1e-8),
+        "vae_colourfulness_ratio": colourfulness(recon) / max(colourfulness(refs), 1e-8),
+    }
 
-    # Motion control.
+
+def _motion_control(suite: _Suite, videos: list, pair_videos: list, photo_videos: list) -> dict:
+    """Action accuracy (overall, per action, confusion), opposite pairs, real-photo camera motion,
+    temporal consistency, and the estimator's own accuracy on the ground truth."""
+    clips = suite.clips
     truth = [ACTION_TO_MOTION[spec.action] for _, spec in clips]
     measured = [estimate_motion(v).label() for v in videos]
     estimator = [estimate_motion(frames).label() for frames, _ in clips]
@@ -245,37 +306,18 @@ def evaluate_synthetic(
         confusion[t][m] += 1
         per_action[spec.action].append(t == m)
     pair_ok = []
-    for k, (_, a, _b) in enumerate(pair_sources):
+    for k, (_, a, _b) in enumerate(suite.pair_sources):
         ma, mb = estimate_motion(pair_videos[2 * k]), estimate_motion(pair_videos[2 * k + 1])
         pair_ok.append(_axis(a, ma) > 0 and _axis(a, mb) < 0)
     photo_measured = [estimate_motion(v) for v in photo_videos]
-    photo_actions = [a for _ in photo_refs for a in CAMERA_PROMPTS]
+    photo_actions = [a for _ in suite.photo_refs for a in CAMERA_PROMPTS]
     photo_ok = [m.label() == ACTION_TO_MOTION[a] for m, a in zip(photo_measured, photo_actions, strict=True)]
     photo_pairs = []
-    for k in range(num_photos):
+    for k in range(len(suite.photo_refs)):
         by_action = dict(zip(CAMERA_PROMPTS, photo_measured[4 * k : 4 * k + 4], strict=True))
         for a, b in CAMERA_PAIRS:
             photo_pairs.append(_axis(a, by_action[a]) > 0 and _axis(a, by_action[b]) < 0)
-
-    metrics = {
-        "variant": variant,
-        "split": split,
-        "num_clips": num,
-        "num_frames": num_frames,
-        "steps": steps,
-        "image_guidance_scale": image_scale
-        if image_scale is not None
-        else pipe.config.default_image_guidance_scale,
-        "text_guidance_scale": text_scale
-        if text_scale is not None
-        else pipe.config.default_text_guidance_scale,
-        "first_frame_ssim": float(ssims.mean()),
-        "first_frame_psnr": float(psnr(firsts, refs).mean()),
-        "vae_reconstruction_ssim": float(ssim(recon, refs)),
-        "vae_reconstruction_psnr": float(psnr(recon, refs).mean()),
-        # generated (or VAE-reconstructed) colourfulness / the reference's: 1 keeps colour, 0 is grey
-        "first_frame_colourfulness_ratio": colourfulness(firsts) / max(colourfulness(refs), 1e-8),
-        "vae_colourfulness_ratio": colourfulness(recon) / max(colourfulness(refs), 1e-8),
+    return {
         "action_accuracy": float(np.mean([t == m for t, m in zip(truth, measured, strict=True)])),
         "action_accuracy_per_action": {a: float(np.mean(v)) for a, v in per_action.items()},
         "opposite_pair_accuracy": float(np.mean(pair_ok)) if pair_ok else None,
@@ -289,11 +331,7 @@ def evaluate_synthetic(
         ),
         "ground_truth_temporal_consistency": float(np.mean([temporal_consistency(f) for f, _ in clips])),
         "confusion_matrix": {t: {m: confusion[t][m] for m in MOTION_CLASSES} for t in MOTION_CLASSES},
-        "seconds": round(time.perf_counter() - started, 1),
     }
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    _sample_sheet(clips, videos, out_dir / "samples.png")
-    return metrics
 
 
 def _sample_sheet(clips, videos, path: Path, rows: int = 13) -> None:
@@ -330,8 +368,8 @@ def sweep_guidance(
     grid = [(si, st) for si in image_scales for st in text_scales]
     with tqdm(total=len(grid) * num, desc="guidance sweep", dynamic_ncols=True) as progress:
         for si, st in grid:
-            gen = _Generator(pipe, num_frames, steps, si, st, batch_size)
-            videos = gen(references, [spec.caption for _, spec in clips], progress)
+            sampler = _SuiteSampler(pipe, num_frames, steps, si, st, batch_size)
+            videos = sampler(references, [spec.caption for _, spec in clips], progress)
             firsts = frames_to_unit(np.stack([v[0] for v in videos]))
             measured = [estimate_motion(v).label() for v in videos]
             rows.append(

@@ -6,7 +6,10 @@ trainable conv encoder (pixels -> latent resolution), the noisy latents through 
 conv, and the two are concatenated as the branch's input. Every skip-connection output and
 the mid output leave through a zero-initialised 1x1 conv and are added to the main UNet's
 skip connections (`down_block_additional_residuals`, `mid_block_additional_residual`), so a
-freshly built branch leaves the base model's prediction unchanged.
+freshly built branch leaves the base model's prediction unchanged (docs/method.md).
+
+Follows diffusers' ControlNet (`diffusers/models/controlnets/controlnet.py`): `from_unet`,
+the conditioning embedding (`ImageConditioningEncoder`) and `zero_module`, for a 3D UNet.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from torch.nn import functional as F
 
 
 def zero_module(module: nn.Module) -> nn.Module:
+    """Zero every parameter (diffusers ControlNet's `zero_module`): the branch starts silent."""
     for p in module.parameters():
         nn.init.zeros_(p)
     return module

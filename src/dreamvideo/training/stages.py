@@ -386,7 +386,7 @@ class I2VStage(_LatentVideoStage):
 
     def __init__(self, config: TrainConfig, device: torch.device):
         super().__init__(config, device)
-        from ..pipeline import DreamVideoPipeline
+        from ..pipeline import DreamVideoPipeline, load_pipeline
 
         if "t2v" not in config.init and "dreamvideo" not in config.init:
             raise UserError(
@@ -400,8 +400,6 @@ class I2VStage(_LatentVideoStage):
         )
         defaults = {k: getattr(self.options, k) for k in names if getattr(self.options, k) is not None}
         if "dreamvideo" in config.init:  # warm start: continue training a DreamVideo model
-            from ..loading import load_pipeline
-
             pipe = load_pipeline(config.init["dreamvideo"])
             pipe.register_to_config(**defaults)
         else:
