@@ -49,7 +49,7 @@ from ..data.synthetic import (
     random_crop,
     training_phrasings,
 )
-from ..io.images import frames_to_unit, unit_to_uint8
+from ..io.images import frames_to_unit, tensor_to_images, unit_to_uint8
 from ..metrics import psnr, ssim
 from .motion import ACTION_TO_MOTION, MOTION_CLASSES, Motion, estimate_motion, temporal_consistency
 
@@ -281,7 +281,7 @@ def _fidelity(pipe, references: list[np.ndarray], videos: list[np.ndarray]) -> d
     vae = pipe.vae
     pixels = (refs * 2 - 1).to(pipe.device, vae.dtype)
     recon = torch.cat([vae.decode(vae.encode(chunk).latent_dist.mode()).sample for chunk in pixels.split(16)])
-    recon = ((recon.float().cpu().clamp(-1, 1) + 1) / 2 * 255).round() / 255
+    recon = frames_to_unit(tensor_to_images(recon))  # through uint8, as the generated frames
     return {
         "first_frame_ssim": float(ssim(firsts, refs, reduction="none").mean()),
         "first_frame_psnr": float(psnr(firsts, refs).mean()),
