@@ -426,7 +426,15 @@ def test_synthetic_variants_sweep_and_reports(tmp_path, capsys, model_dir):
     assert rep["first_frame_ssim"] == pytest.approx(1.0) and rep["temporal_consistency"] == pytest.approx(
         0.0, abs=1e-3
     )
-    assert rep["action_accuracy"] == pytest.approx(1 / 13)
+    assert rep["action_accuracy"] == pytest.approx(1 / 13) and rep["scheduler"] == "DDIMScheduler"
+    code, _, err = run(
+        capsys, "eval", "synthetic", *common, "--scheduler", "dpm++", "--out", tmp_path / "dpm"
+    )
+    assert code == 0, err
+    assert (
+        json.loads((tmp_path / "dpm" / "metrics.json").read_text())["scheduler"]
+        == "DPMSolverMultistepScheduler"
+    )
     code, _, err = run(
         capsys, "eval", "synthetic", *common, "--variant", "no-branch", "--out", tmp_path / "nb",
         "--sweep-image", "1,2", "--sweep-text", "3", "--sweep-num", "2",

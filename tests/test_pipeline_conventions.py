@@ -173,3 +173,20 @@ def test_freeu_and_fused_projections(fresh_pipe, photo):
     np.testing.assert_allclose(fused, base, atol=1e-4)
     fresh_pipe.unfuse_qkv_projections()
     np.testing.assert_allclose(fresh_pipe(photo, "a ball", generator=gen(0), **FAST).frames, base, atol=1e-4)
+
+
+def test_default_steps_come_from_the_model(fresh_pipe, photo):
+    assert fresh_pipe.default_num_inference_steps == 25  # a folder without the key: diffusers' 25
+    fresh_pipe.register_to_config(default_num_inference_steps=2)
+    seen = []
+    fresh_pipe(photo, "a ball", num_frames=3, callback_on_step_end=lambda p, i, t, x: seen.append(i) or x)
+    assert seen == [0, 1] and fresh_pipe.num_timesteps == 2
+    seen.clear()
+    fresh_pipe(
+        photo,
+        "a ball",
+        num_frames=3,
+        num_inference_steps=3,
+        callback_on_step_end=lambda p, i, t, x: seen.append(i) or x,
+    )
+    assert seen == [0, 1, 2]

@@ -270,18 +270,12 @@ def compare_naive_and_default(pipe, settings: BenchSettings) -> dict:
         },
         "default": {
             "sampler": f"{type(pipe.scheduler).__name__} "
-            f"{settings.default_steps or _default_steps(pipe)} steps, conditions batched",
+            f"{settings.default_steps or pipe.default_num_inference_steps} steps, conditions batched",
             "seconds_per_clip": round(seconds, 3),
             **_clip_quality(clips, default_videos),
         },
         "speedup_vs_naive": round(naive_seconds / seconds, 2),
     }
-
-
-def _default_steps(pipe) -> int:
-    import inspect
-
-    return inspect.signature(type(pipe).__call__).parameters["num_inference_steps"].default
 
 
 def compare_with_diffusers(pipe, settings: BenchSettings) -> dict:

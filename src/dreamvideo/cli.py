@@ -101,7 +101,9 @@ def cli(debug: bool) -> None:
 @click.option("--frames", type=int, default=None, help="Frames per segment (default: the model's).")
 @click.option("--height", type=int, default=None, help="Video height in pixels (default: the model's).")
 @click.option("--width", type=int, default=None, help="Video width in pixels (default: the model's).")
-@click.option("--steps", type=int, default=25, show_default=True, help="Denoising steps.")
+@click.option(
+    "--steps", type=int, default=None, help="Denoising steps (default: the model's; 10 for the shipped one)."
+)
 @click.option(
     "--image-scale", type=float, default=None, help="Image guidance scale s_img (default: the model's)."
 )
@@ -159,7 +161,7 @@ def generate(
     frames: int | None,
     height: int | None,
     width: int | None,
-    steps: int,
+    steps: int | None,
     image_scale: float | None,
     text_scale: float | None,
     mode: str,
@@ -449,7 +451,7 @@ def _check_out_dir(out: Path) -> None:
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for metrics.json.")
 @click.option("--image-scale", type=float, default=None)
 @click.option("--text-scale", type=float, default=None)
-@click.option("--steps", type=int, default=25, show_default=True)
+@click.option("--steps", type=int, default=None, help="Denoising steps (default: the model's).")
 @click.option("--frames", type=int, default=None)
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option(
@@ -478,6 +480,12 @@ def _check_out_dir(out: Path) -> None:
 @click.option("--sweep-image", default=None, help="Also sweep these image scales, e.g. 1,1.5,3.")
 @click.option("--sweep-text", default=None, help="... against these text scales, e.g. 1,5,9.")
 @click.option("--sweep-num", type=int, default=39, show_default=True, help="Clips per sweep cell.")
+@click.option(
+    "--scheduler",
+    type=click.Choice(sorted(SCHEDULERS)),
+    default=None,
+    help="Sampler (default: the model's), to compare samplers at equal quality.",
+)
 @debug_option
 def eval_synthetic(
     model: Path | None,
@@ -485,7 +493,7 @@ def eval_synthetic(
     out: Path,
     image_scale: float | None,
     text_scale: float | None,
-    steps: int,
+    steps: int | None,
     frames: int | None,
     batch_size: int,
     photos: int,
@@ -494,6 +502,7 @@ def eval_synthetic(
     sweep_image: str | None,
     sweep_text: str | None,
     sweep_num: int,
+    scheduler: str | None,
     debug: bool,
 ) -> None:
     """Fidelity, action accuracy, opposite prompts, temporal consistency on held-out clips.
@@ -512,6 +521,8 @@ def eval_synthetic(
         raise UserError("a sweep needs both --sweep-image and --sweep-text")
     _check_out_dir(out)
     pipe = _pipeline_for_synthetic_eval(model, variant, frames)
+    if scheduler is not None:
+        set_scheduler(pipe, scheduler)
     metrics = evaluate_synthetic(
         pipe,
         num,
@@ -628,7 +639,7 @@ _protocol_options = [
     click.option("--size", type=int, default=256, show_default=True, help="Clip side in pixels."),
     click.option("--fps", type=float, default=8.0, show_default=True, help="Frames per second sampled."),
     click.option("--seed", type=int, default=0, show_default=True, help="Clip choice and generation seed."),
-    click.option("--steps", type=int, default=25, show_default=True),
+    click.option("--steps", type=int, default=None, help="Denoising steps (default: the model's)."),
     click.option("--image-scale", type=float, default=None),
     click.option("--text-scale", type=float, default=None),
     click.option("--batch-size", type=int, default=1, show_default=True),

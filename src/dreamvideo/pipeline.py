@@ -55,7 +55,8 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin):
 
     Components: `vae`, `text_encoder`, `tokenizer`, `unet` (the base `UNet3DConditionModel`),
     `retention_branch` (`FrameRetentionBranch`) and `scheduler` (any diffusers scheduler;
-    DDIM by default). Config values give the model's defaults (frames, fps, guidance scales).
+    DDIM by default). Config values give the model's defaults (frames, fps, guidance scales,
+    denoising steps).
     """
 
     # The branch runs beside the UNet at every step, so it is left out of the chain (as diffusers
@@ -76,6 +77,7 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin):
         default_fps: int = 8,
         default_image_guidance_scale: float = 1.5,
         default_text_guidance_scale: float = 7.5,
+        default_num_inference_steps: int = 25,
     ):
         super().__init__()
         self.register_modules(
@@ -91,6 +93,7 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin):
             default_fps=default_fps,
             default_image_guidance_scale=default_image_guidance_scale,
             default_text_guidance_scale=default_text_guidance_scale,
+            default_num_inference_steps=default_num_inference_steps,
         )
         self.vae_scale_factor = vae_scale_factor(self.vae.config)
         self.video_processor = VideoProcessor(do_resize=False, vae_scale_factor=self.vae_scale_factor)
@@ -132,6 +135,11 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin):
         return DreamVideoDenoiser(self.unet, self.retention_branch)
 
     # ----------------------------------------------------------------- sizes and checks
+    @property
+    def default_num_inference_steps(self) -> int:
+        """The model's own number of denoising steps (folders saved before it existed: 25)."""
+        return int(self.config.get("default_num_inference_steps", 25))
+
     @property
     def spatial_multiple(self) -> int:
         """Height and width must be multiples of this (VAE factor x UNet down-sampling)."""
@@ -414,7 +422,7 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin):
         num_frames: int | None = None,
         height: int | None = None,
         width: int | None = None,
-        num_inference_steps: int = 25,
+        num_inference_steps: int | None = None,
         image_guidance_scale: float | None = None,
         text_guidance_scale: float | None = None,
         guidance_mode: GuidanceMode | str = GuidanceMode.IMAGE_TEXT,
@@ -444,6 +452,7 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin):
             prompt: the action; a list gives one video per prompt (broadcast against `image`).
             negative_prompt: replaces the empty prompt as the null text condition.
             num_frames, height, width: video size; defaults are the model's.
+            num_inference_steps: denoising steps (default: the model's `default_num_inference_steps`).
             image_guidance_scale, text_guidance_scale: s_img and s_txt of the guidance equation;
                 `guidance_scale` is the text scale's other name (as InstructPix2Pix names it).
             guidance_mode: 'image+text', 'image' (no text guidance) or 'text' (null image).
@@ -466,6 +475,8 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin):
         num_frames, height, width, s_img, s_txt = self._fill_defaults(
             num_frames, height, width, image_guidance_scale, text_guidance_scale, guidance_scale
         )
+        if num_inference_steps is None:
+            num_inference_steps = self.default_num_inference_steps
         mode = GuidanceMode(guidance_mode)
         self._interrupt, self._num_timesteps = False, num_inference_steps * num_segments
 

@@ -210,6 +210,7 @@ def build_app(pipe, output_dir: str | Path | None = None):
         text_scale=float(cfg.default_text_guidance_scale),
         frames=int(cfg.default_num_frames),
         fps=int(cfg.default_fps),
+        steps=pipe.default_num_inference_steps,
     )
     with gr.Blocks(title="DreamVideo", delete_cache=CACHE_CLEANUP) as demo:
         ui = _layout(defaults)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +56,7 @@ class ProtocolSettings:
     size: int = 256
     fps: float = 8.0
     seed: int = 0
-    steps: int = 25
+    steps: int | None = None  # None: the model's default
     image_scale: float | None = None
     text_scale: float | None = None
     batch_size: int = 1
@@ -152,6 +152,8 @@ def generate_protocol(
     from accelerate import PartialState
 
     state = PartialState()
+    if settings.steps is None:  # the plan records the steps actually used
+        settings = replace(settings, steps=pipe.default_num_inference_steps)
     out = Path(out_dir)
     real_dir, fake_dir = out / "real", out / "fake"
     if state.is_main_process:

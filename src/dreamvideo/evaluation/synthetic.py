@@ -94,7 +94,7 @@ class _SuiteSampler:
         self,
         pipe,
         num_frames: int,
-        steps: int,
+        steps: int | None,
         image_scale: float | None,
         text_scale: float | None,
         batch_size: int,
@@ -178,7 +178,7 @@ def evaluate_synthetic(
     num: int,
     out_dir: str | Path,
     num_frames: int | None = None,
-    steps: int = 25,
+    steps: int | None = None,
     image_scale: float | None = None,
     text_scale: float | None = None,
     batch_size: int = 8,
@@ -197,6 +197,7 @@ def evaluate_synthetic(
     pipe.set_progress_bar_config(disable=True)
     num_frames = num_frames or pipe.config.default_num_frames
     size = pipe.default_size[0]
+    steps = steps or pipe.default_num_inference_steps
     sampler = _SuiteSampler(pipe, num_frames, steps, image_scale, text_scale, batch_size, variant)
     started = time.perf_counter()
     suite = _Suite.build(split, num, size, num_frames, num_pairs, num_photos)
@@ -213,6 +214,7 @@ def evaluate_synthetic(
         "num_clips": num,
         "num_frames": num_frames,
         "steps": steps,
+        "scheduler": type(pipe.scheduler).__name__,
         "image_guidance_scale": sampler.image_scale
         if sampler.image_scale is not None
         else pipe.config.default_image_guidance_scale,
@@ -350,7 +352,7 @@ def sweep_guidance(
     num: int,
     out_dir: str | Path,
     num_frames: int | None = None,
-    steps: int = 25,
+    steps: int | None = None,
     batch_size: int = 8,
 ) -> list[dict]:
     """First-frame SSIM, action accuracy and temporal consistency on a grid of guidance scales.
@@ -366,6 +368,7 @@ def sweep_guidance(
     truth = [ACTION_TO_MOTION[spec.action] for _, spec in clips]
     rows = []
     grid = [(si, st) for si in image_scales for st in text_scales]
+    steps = steps or pipe.default_num_inference_steps
     with tqdm(total=len(grid) * num, desc="guidance sweep", dynamic_ncols=True) as progress:
         for si, st in grid:
             sampler = _SuiteSampler(pipe, num_frames, steps, si, st, batch_size)

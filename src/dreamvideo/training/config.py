@@ -119,6 +119,7 @@ class I2VOptions(DiffusionOptions):
     default_fps: int | None = None
     default_image_guidance_scale: float | None = None
     default_text_guidance_scale: float | None = None
+    default_num_inference_steps: int | None = None
 
 
 STAGE_TABLES: dict[str, tuple[type, type]] = {

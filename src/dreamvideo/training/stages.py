@@ -397,6 +397,7 @@ class I2VStage(_LatentVideoStage):
             "default_fps",
             "default_image_guidance_scale",
             "default_text_guidance_scale",
+            "default_num_inference_steps",
         )
         defaults = {k: getattr(self.options, k) for k in names if getattr(self.options, k) is not None}
         if "dreamvideo" in config.init:  # warm start: continue training a DreamVideo model
