@@ -152,8 +152,17 @@ def measure_startup(model: Path | None, settings: BenchSettings) -> dict:
             "import_seconds": _import_seconds(),
             "readme_command": run_command(readme),
         }
-    results["readme_command"]["command"] = shlex.join(["dreamvideo", *readme[len(cli) :]])
+    # As a reader would type it: the image relative to here when it is below, the output "out.mp4".
+    shown = [_relative(a) if a == str(settings.image) else "out.mp4" if a == str(out) else a for a in readme]
+    results["readme_command"]["command"] = shlex.join(["dreamvideo", *shown[len(cli) :]])
     return results
+
+
+def _relative(path: str) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return path
 
 
 def _import_seconds() -> float:
