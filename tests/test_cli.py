@@ -100,6 +100,12 @@ def test_info(capsys, model_dir):
     assert code == 0
     assert "FrameRetentionBranch" in stdout and "UNet3DConditionModel" in stdout
     assert "resolution: 64x64" in stdout and "frames: 4" in stdout and "parameters" in stdout
+    assert "sampling: 25 steps, DDIMScheduler" in stdout
+
+
+def test_shipped_model_samples_with_10_steps(capsys):
+    code, stdout, _ = run(capsys, "info")
+    assert code == 0 and "sampling: 10 steps, DDIMScheduler" in stdout
 
 
 def _bad_inputs(tmp_path, photo, model_dir):

@@ -292,6 +292,7 @@ def info(model: Path | None, debug: bool) -> None:
     click.echo(
         f"guidance defaults: image {cfg.default_image_guidance_scale}, text {cfg.default_text_guidance_scale}"
     )
+    click.echo(f"sampling: {pipe.default_num_inference_steps} steps, {type(pipe.scheduler).__name__}")
 
 
 @cli.command()
