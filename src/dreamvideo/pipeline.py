@@ -382,11 +382,12 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin):
         num_frames: int | None,
         height: int | None,
         width: int | None,
+        num_inference_steps: int | None,
         image_guidance_scale: float | None,
         text_guidance_scale: float | None,
         guidance_scale: float | None,
-    ) -> tuple[int, int, int, float, float]:
-        """The model's defaults (its config) for every size and scale left None."""
+    ) -> tuple[int, int, int, int, float, float]:
+        """The model's defaults (its config) for every size, step count and scale left None."""
         cfg = self.config
         if guidance_scale is not None:
             if text_guidance_scale is not None and text_guidance_scale != guidance_scale:
@@ -397,6 +398,7 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin):
             cfg.default_num_frames if num_frames is None else num_frames,
             default_h if height is None else height,
             default_w if width is None else width,
+            self.default_num_inference_steps if num_inference_steps is None else num_inference_steps,
             cfg.default_image_guidance_scale if image_guidance_scale is None else image_guidance_scale,
             cfg.default_text_guidance_scale if text_guidance_scale is None else text_guidance_scale,
         )
@@ -472,30 +474,23 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin):
         """
         legacy = _legacy_callback(kwargs)  # the deprecated callback / callback_steps pair
         # 0. Defaults: the model's own.
-        num_frames, height, width, s_img, s_txt = self._fill_defaults(
-            num_frames, height, width, image_guidance_scale, text_guidance_scale, guidance_scale
+        num_frames, height, width, num_inference_steps, s_img, s_txt = self._fill_defaults(
+            num_frames,
+            height,
+            width,
+            num_inference_steps,
+            image_guidance_scale,
+            text_guidance_scale,
+            guidance_scale,
         )
-        if num_inference_steps is None:
-            num_inference_steps = self.default_num_inference_steps
         mode = GuidanceMode(guidance_mode)
         self._interrupt, self._num_timesteps = False, num_inference_steps * num_segments
 
         # 1. Check inputs; broadcast images against prompts.
         prompts = None if prompt_embeds is not None else _text_list(prompt)
-        self.check_inputs(
-            height,
-            width,
-            num_frames,
-            num_inference_steps,
-            s_img,
-            s_txt,
-            num_segments,
-            mode,
-            prompts,
-            num_videos_per_prompt,
-            output_type,
-            callback_on_step_end_tensor_inputs,
-        )
+        self.check_inputs(height, width, num_frames, num_inference_steps, s_img, s_txt, num_segments, mode,
+                          prompts, num_videos_per_prompt, output_type,
+                          callback_on_step_end_tensor_inputs)  # fmt: skip
         images, prompts, prompt_embeds, negative_prompt_embeds, mode = _broadcast(
             image, prompts, prompt_embeds, negative_prompt_embeds, mode
         )
