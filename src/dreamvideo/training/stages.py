@@ -404,10 +404,11 @@ class I2VStage(_LatentVideoStage):
             pipe = load_pipeline(config.init["dreamvideo"])
             pipe.register_to_config(**defaults)
         else:
+            model = config.model_table()
             pipe = DreamVideoPipeline.from_t2v(
                 config.init["t2v"],
-                image_embed_channels=int(config.model_table().image_embed_channels),
-                image_encoder_type=_image_encoder_type(config.model_table().image_encoder_type),
+                image_embed_channels=int(model.image_embed_channels),
+                image_encoder_type=_image_encoder_type(model.image_encoder_type),
                 **defaults,
             )
         self.pipe = pipe
