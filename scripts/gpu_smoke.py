@@ -33,12 +33,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed steps (after one warm-up step)")
     parser.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default="bf16", help="autocast dtype")
     parser.add_argument("--checkpointing", action="store_true")
+    parser.add_argument("--out", default=None, help="also append the result as a JSON line to this file")
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("no CUDA device: run on a GPU machine, or pass --device cpu for a dry run")
 
-    denoiser = build_denoiser(args.width_divisor).to(device).train()
+    with device:  # initialise the weights where they will live (2 B parameters: seconds, not a minute)
+        denoiser = build_denoiser(args.width_divisor).train()
     if args.checkpointing:
         denoiser.branch.gradient_checkpointing = True
         checkpoint_unet_blocks(denoiser.unet)
@@ -93,6 +95,9 @@ def main() -> None:
         "last_loss": round(loss, 4),
     }
     print(json.dumps(result, indent=2))
+    if args.out:
+        with open(args.out, "a") as f:
+            f.write(json.dumps(result) + "\n")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dreamvideo.data.parallel import ParallelSource, render_clips
 from dreamvideo.data.sources import SyntheticSource
 from dreamvideo.data.synthetic import (
     ACTION_NAMES,
@@ -85,6 +86,23 @@ def test_temporal_consistency_detects_shuffled_frames():
 def test_synthetic_source_cycles_finite_datasets():
     source = SyntheticSource(0, 32, 2, num_clips=3)
     np.testing.assert_array_equal(source.clip(1).frames, source.clip(4).frames)
+
+
+def test_parallel_source_renders_the_same_clips_ahead_or_not():
+    """Workers give the clips the source gives, in order, whether a guess hit or missed."""
+    source = SyntheticSource(seed=3, size=32, num_frames=4)
+    parallel = ParallelSource(source, workers=2, stride=3)
+    try:
+        for indices in ([0, 1, 2], [3, 4, 5], [9, 10, 11], [12, 13, 14]):  # hit, hit, a jump, hit
+            clips = render_clips(parallel, indices)
+            assert [c.caption for c in clips] == [source.clip(i).caption for i in indices]
+            for clip, i in zip(clips, indices, strict=True):
+                np.testing.assert_array_equal(clip.frames, source.clip(i).frames)
+        assert sorted(parallel._ahead) == [15, 16, 17]  # the next micro-batch is on its way
+    finally:
+        parallel.close()
+    with pytest.raises(ValueError):
+        ParallelSource(source, workers=0, stride=3)
 
 
 def test_data_synth_writes_clips_captions_and_motion(tmp_path):

@@ -216,3 +216,23 @@ def test_from_t2v_folder_save_load_round_trip(tmp_path, photo, encoder):
     b = loaded(photo, "a ball moves left", generator=gen(0), **FAST).frames
     np.testing.assert_array_equal(a, b)
     assert loaded.tokenizer.model_max_length == pipe.tokenizer.model_max_length
+
+
+def test_minilm_folder_from_the_environment(tmp_path, monkeypatch):
+    """$DREAMVIDEO_MINILM_DIR replaces the package's folder (machines without the package);
+    a folder without weights is a one-line user error."""
+    from dreamvideo.text import MINILM_DIR_VARIABLE, encode_prompts, load_minilm, minilm_path
+
+    packaged = minilm_path()
+    reference = encode_prompts(*load_minilm(), ["a red ball moves left"])
+    copy = tmp_path / "minilm"
+    copy.mkdir()
+    for item in packaged.iterdir():
+        if item.is_file():
+            (copy / item.name).symlink_to(item)
+    monkeypatch.setenv(MINILM_DIR_VARIABLE, str(copy))
+    assert minilm_path() == copy
+    torch.testing.assert_close(encode_prompts(*load_minilm(), ["a red ball moves left"]), reference)
+    monkeypatch.setenv(MINILM_DIR_VARIABLE, str(tmp_path))
+    with pytest.raises(UserError, match=r"no model\.safetensors"):
+        minilm_path()

@@ -211,6 +211,19 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     assert seconds == sorted(seconds) and seconds[-1] <= resumed["training_seconds"]
 
 
+def test_render_workers_train_exactly_as_one_process(tmp_path):
+    """`data.workers` renders the clips elsewhere, never other clips: the same weights."""
+    serial, parallel = tmp_path / "serial", tmp_path / "parallel"
+    train(load_config(write_config(tmp_path, "vae", 4, out=serial)))
+    config = write_config(tmp_path, "vae", 4, out=parallel)
+    config.write_text(config.read_text().replace("num_clips = 4", "num_clips = 4\nworkers = 2"))
+    assert load_config(config).data.workers == 2
+    train(load_config(config))
+    a = load_file(serial / "vae" / "diffusion_pytorch_model.safetensors")
+    b = load_file(parallel / "vae" / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(a[key], b[key]) for key in a)
+
+
 def test_corrupt_or_missing_checkpoint_is_a_clear_error(tmp_path):
     out = tmp_path / "vae"
     config = load_config(write_config(tmp_path, "vae", 10, out=out))

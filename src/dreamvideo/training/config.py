@@ -31,6 +31,9 @@ class DataConfig:
     # Diffusion stages: train on VAE latents of `cache_clips` clips encoded once into this file.
     latent_cache: str | None = None
     cache_clips: int = 0
+    # > 0: clips rendered on the fly come from this many worker processes, one batch ahead (a
+    # GPU's step outruns one process rendering its batch).
+    workers: int = 0
 
 
 @dataclass

@@ -23,6 +23,7 @@ from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, TextToVideoSD
 from torch import nn
 
 from ..data.latent_cache import LatentCache, build_latent_cache
+from ..data.parallel import ParallelSource, render_clips
 from ..data.sources import ClipSource, make_source
 from ..errors import UserError
 from ..io.images import frames_to_signed
@@ -79,8 +80,17 @@ class Stage:
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.module.parameters() if p.requires_grad]
 
+    def render_in_workers(self, workers: int, stride: int) -> None:
+        """Render clips in `workers` processes, `stride` indices (the next micro-batch) ahead."""
+        if workers > 0:
+            self.source = ParallelSource(self.source, workers, stride)
+
+    def close(self) -> None:
+        if isinstance(self.source, ParallelSource):
+            self.source.close()
+
     def make_batch(self, indices: list[int]) -> dict[str, Any]:
-        clips = [self.source.clip(i) for i in indices]
+        clips = render_clips(self.source, indices)
         frames = torch.stack([frames_to_signed(c.frames) for c in clips])  # (B, F, 3, H, W)
         return {"frames": frames.to(self.device), "captions": [c.caption for c in clips]}
 
@@ -129,8 +139,7 @@ class VAEStage(Stage):
 
     def make_batch(self, indices: list[int]) -> dict[str, Any]:
         frames = []
-        for i in indices:
-            clip = self.source.clip(i)
+        for i, clip in zip(indices, render_clips(self.source, indices), strict=True):
             rng = np.random.default_rng([self.config.seed, i])
             picks = rng.choice(
                 len(clip.frames), size=min(self.frames_per_clip, len(clip.frames)), replace=False

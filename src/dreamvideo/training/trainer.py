@@ -81,11 +81,15 @@ def step_generator(seed: int, rank: int, step: int, micro: int) -> torch.Generat
 def train(config: TrainConfig, resume: bool = False, max_steps: int | None = None) -> dict:
     """Run (or resume) a stage. `max_steps` stops early (tests); returns a summary dict."""
     run = _Run(config)  # 1. set-up: stage, optimiser, schedule, EMA
-    start_step = run.resume() if resume else run.check_fresh_start()  # 2. resume
-    run.write_config(start_step)
-    end_step = config.optim.steps if max_steps is None else min(config.optim.steps, start_step + max_steps)
-    done, stopped_by = run.loop(start_step, end_step)  # 3. the loop
-    return run.finish(start_step, done, stopped_by)  # 4. summary, export
+    try:
+        start_step = run.resume() if resume else run.check_fresh_start()  # 2. resume
+        run.write_config(start_step)
+        steps = config.optim.steps
+        end_step = steps if max_steps is None else min(steps, start_step + max_steps)
+        done, stopped_by = run.loop(start_step, end_step)  # 3. the loop
+        return run.finish(start_step, done, stopped_by)  # 4. summary, export
+    finally:
+        run.stage.close()  # render workers, if any
 
 
 class _Run:
@@ -103,6 +107,8 @@ class _Run:
         torch.manual_seed(config.seed)  # model initialisation, identical on every rank
         with accelerator.main_process_first():  # rank 0 builds shared files (latent cache) first
             self.stage = STAGES[config.stage](config, accelerator.device)
+        self.rank, self.world = accelerator.process_index, accelerator.num_processes
+        self.stage.render_in_workers(config.data.workers, stride=self.world * optim.batch_size)
         self.params = self.stage.trainable_parameters()
         optimizer = torch.optim.AdamW(self.params, lr=optim.lr, weight_decay=optim.weight_decay)
         self.lr_scheduler = get_scheduler(
@@ -113,7 +119,6 @@ class _Run:
         self.output_dir = Path(config.output_dir)
         self.checkpoints = self.output_dir / "checkpoints"
         self.log_path = self.output_dir / "loss.csv"
-        self.rank, self.world = accelerator.process_index, accelerator.num_processes
         self.seconds_before = 0.0  # training time of earlier runs, so resumed logs continue it
         self.started = time.time()  # reset when the loop starts
 
