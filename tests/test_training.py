@@ -379,10 +379,10 @@ import torch.distributed as dist
 from dreamvideo.training import trainer
 from dreamvideo.training.config import load_config
 original = trainer.step_generator
-def signalling(seed, rank, step, micro):
+def signalling(seed, rank, step, micro, device="cpu"):
     if rank == 1 and step == 2:
         os.kill(os.getpid(), signal.SIGTERM)  # only this rank sees it
-    return original(seed, rank, step, micro)
+    return original(seed, rank, step, micro, device)
 trainer.step_generator = signalling
 summary = trainer.train(load_config({str(config)!r}))
 print("STOPPED", dist.get_rank(), summary["step"], summary["interrupted"], flush=True)

@@ -151,7 +151,7 @@ class VAEStage(Stage):
         vae = self.module
         posterior = vae.encode(images).latent_dist
         if self.sample_posterior:
-            noise = torch.randn(posterior.mean.shape, generator=generator).to(posterior.mean.device)
+            noise = torch.randn(posterior.mean.shape, generator=generator, device=generator.device)
             latents = posterior.mean + posterior.std * noise
         else:
             # The diffusion stages use the posterior mean; training on it avoids the unit-variance
@@ -259,24 +259,28 @@ class _LatentVideoStage(Stage):
         """(B, F, 3, H, W) -> scaled latents (B, C, F, h, w)."""
         b, f = frames.shape[:2]
         dist = self.vae.encode(frames.flatten(0, 1)).latent_dist
-        noise = torch.randn(dist.mean.shape, generator=generator).to(dist.mean.device)
-        latents = (dist.mean + dist.std * noise) * self.vae.config.scaling_factor
+        latents = dist.mean
+        if not dist.deterministic:  # the pixel autoencoder's latents are a point mass
+            noise = torch.randn(latents.shape, generator=generator, device=generator.device)
+            latents = latents + dist.std * noise
+        latents = latents * self.vae.config.scaling_factor
         # contiguous: a permuted view reaching the UNet's conv3d backward crashes PyTorch's CPU kernels
         return latents.reshape(b, f, *latents.shape[1:]).permute(0, 2, 1, 3, 4).contiguous()
 
     def noisy_latents(self, latents: torch.Tensor, generator: torch.Generator):
         """Noised latents, the regression target (noise or velocity), and the timesteps."""
-        noise = torch.randn(latents.shape, generator=generator).to(latents.device)
+        noise = torch.randn(latents.shape, generator=generator, device=generator.device)
         steps = self.sample_timesteps(latents.shape[0], generator).to(latents.device)
         return *noised_target(self.noise_scheduler, latents, noise, steps), steps
 
     def sample_timesteps(self, n: int, generator: torch.Generator) -> torch.Tensor:
         total = self.noise_scheduler.config.num_train_timesteps
-        steps = torch.randint(0, total, (n,), generator=generator)
+        draw = {"generator": generator, "device": generator.device}
+        steps = torch.randint(0, total, (n,), **draw)
         if self.timestep_sampling == "logit_normal":
-            u = torch.sigmoid(self.logit_mean + self.logit_std * torch.randn(n, generator=generator))
+            u = torch.sigmoid(self.logit_mean + self.logit_std * torch.randn(n, **draw))
             biased = (u * total).long().clamp(0, total - 1)
-            keep_uniform = torch.rand(n, generator=generator) < self.uniform_share
+            keep_uniform = torch.rand(n, **draw) < self.uniform_share
             steps = torch.where(keep_uniform, steps, biased)
         return steps
 
@@ -368,7 +372,7 @@ class T2VStage(_LatentVideoStage):
     def loss(self, module, batch, generator):
         latents = self.batch_latents(batch, generator)
         noisy, target, steps = self.noisy_latents(latents, generator)
-        drop = torch.rand(latents.shape[0], generator=generator) < self.text_dropout
+        drop = torch.rand(latents.shape[0], generator=generator, device=generator.device) < self.text_dropout
         context = self.text_embeddings(batch["captions"], drop)
         return self.prediction_loss(module(noisy, steps, encoder_hidden_states=context).sample, target, steps)
 
@@ -444,7 +448,7 @@ class I2VStage(_LatentVideoStage):
     def loss(self, module, batch, generator):
         latents = self.batch_latents(batch, generator)
         noisy, target, steps = self.noisy_latents(latents, generator)
-        r = torch.rand(latents.shape[0], generator=generator)
+        r = torch.rand(latents.shape[0], generator=generator, device=generator.device)
         p = self.p_drop  # [0, p): text dropped; [p, 2p): image dropped; [2p, 3p): both
         drop_text = (r < p) | ((r >= 2 * p) & (r < 3 * p))
         drop_image = (r >= p) & (r < 3 * p)
