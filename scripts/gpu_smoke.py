@@ -6,6 +6,10 @@ peak GPU memory.
     python scripts/gpu_smoke.py                       # on a GPU machine
     python scripts/gpu_smoke.py --checkpointing       # with gradient checkpointing
     python scripts/gpu_smoke.py --device cpu --width-divisor 8 --frames 2 --size 64 --steps 2   # dry run
+
+On a CPU, bf16 autocast gives non-finite weight gradients in the temporal convolutions (PyTorch's
+CPU conv3d backward), so a dry run's loss turns NaN after its first step; `--dtype fp32` gives a
+finite one. On the H200 it ran on, bf16 stays finite (docs/full-size.md).
 """
 
 from __future__ import annotations
