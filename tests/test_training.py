@@ -528,3 +528,55 @@ def test_pixel_latent_space_trains_x_prediction_end_to_end(tmp_path, photo):
         train(load_config(t2v_config, {**pixels, "model.pixel_downscale": 3}))
     with pytest.raises(UserError, match="image_encoder_type must be one of"):
         train(load_config(config, {"model.image_encoder_type": "clip"}))
+
+
+GPU_SCRIPT_MICRO = [
+    "data.size=32",
+    "data.workers=2",
+    "optim.batch_size=2",
+    "optim.steps=2",
+    "optim.warmup_steps=0",
+    "checkpoint_every=1",
+    "threads=1",
+]
+
+
+def test_gpu_train_default_script_dry_run_on_cpu(tmp_path):
+    """scripts/gpu_train_default.sh at micro size: both stages, the split tar reassembles into a
+    pipeline that loads and samples, summary.json; a failing stage is a clear error."""
+    from PIL import Image
+
+    from dreamvideo import load_pipeline
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "RUNS": str(tmp_path / "runs"), "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "out"
+    script = [str(root / "scripts" / "gpu_train_default.sh"), str(out)]
+    done = subprocess.run(["bash", *script, *GPU_SCRIPT_MICRO], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["pixel_t2v"]["steps"] == summary["pixel_i2v"]["steps"] == 2
+    assert summary["device"] == "cpu"
+    parts = sorted(out.glob("model.tar.part-*"))
+    assert parts and all(p.stat().st_size <= 15 * 2**20 for p in parts)
+    model = tmp_path / "model"
+    model.mkdir()
+    subprocess.run(f"cat {' '.join(map(str, parts))} | tar -x -C {model}", shell=True, check=True)
+    pipe = load_pipeline(model / "pipeline")
+    frames = pipe(
+        image=Image.new("RGB", (32, 32)),
+        prompt="a ball moves left",
+        num_frames=2,
+        num_inference_steps=1,
+        height=32,
+        width=32,
+        output_type="np",
+    ).frames
+    assert frames.shape[1] == 2
+    failed = subprocess.run(
+        ["bash", script[0], str(tmp_path / "out2"), *GPU_SCRIPT_MICRO, "optim.lr_schedule=nope"],
+        env={**env, "RUNS": str(tmp_path / "runs2")},
+        capture_output=True,
+        text=True,
+    )
+    assert failed.returncode == 1 and "error: pixel_t2v failed" in failed.stderr

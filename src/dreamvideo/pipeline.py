@@ -33,6 +33,7 @@ from .loading import (
     read_model_index,
 )
 from .models import DreamVideoDenoiser, FrameRetentionBranch
+from .models.pixel_autoencoder import PixelShuffleAutoencoder
 from .sizes import unet_downscale, vae_scale_factor
 from .text import encode_prompts
 
@@ -67,7 +68,7 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin):
 
     def __init__(
         self,
-        vae: AutoencoderKL,
+        vae: AutoencoderKL | PixelShuffleAutoencoder,  # the latter: the lossless pixel space
         text_encoder: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
         unet: UNet3DConditionModel,
