@@ -236,3 +236,38 @@ def test_minilm_folder_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv(MINILM_DIR_VARIABLE, str(tmp_path))
     with pytest.raises(UserError, match=r"no model\.safetensors"):
         minilm_path()
+
+
+def test_a_minilm_copy_trimmed_to_a_vocabulary_encodes_its_words_alike(tmp_path, monkeypatch):
+    """scripts/pack_minilm.py's format: only the rows of the words kept, and their ids."""
+    from safetensors.torch import load_file, save_file
+
+    from dreamvideo.text import (
+        MINILM_DIR_VARIABLE,
+        TRIMMED_WORD_IDS,
+        encode_prompts,
+        load_minilm,
+        minilm_path,
+    )
+
+    prompts = ["", "a red square moves left", "the camera zooms in"]
+    tokenizer, encoder = load_minilm()
+    reference = encode_prompts(tokenizer, encoder, prompts)
+    ids = torch.unique(tokenizer(prompts, padding="max_length", return_tensors="pt")["input_ids"])
+    packaged = minilm_path()
+    weights = load_file(packaged / "model.safetensors")
+    key = "embeddings.word_embeddings.weight"
+    weights[key], weights[TRIMMED_WORD_IDS] = weights[key][ids].contiguous(), ids.to(torch.int32)
+    copy = tmp_path / "trimmed"
+    copy.mkdir()
+    save_file(weights, str(copy / "model.safetensors"))
+    for name in (
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.txt",
+        "special_tokens_map.json",
+    ):
+        (copy / name).symlink_to(packaged / name)
+    monkeypatch.setenv(MINILM_DIR_VARIABLE, str(copy))
+    torch.testing.assert_close(encode_prompts(*load_minilm(), prompts), reference)

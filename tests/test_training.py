@@ -573,6 +573,11 @@ def test_gpu_train_default_script_dry_run_on_cpu(tmp_path):
         output_type="np",
     ).frames
     assert frames.shape[1] == 2
+    env_init = {**env, "RUNS": str(tmp_path / "runs_init"), "INIT": str(model / "pipeline")}
+    warm = subprocess.run(["bash", script[0], str(tmp_path / "out_init"), *GPU_SCRIPT_MICRO], env=env_init)
+    assert warm.returncode == 0
+    summary = json.loads((tmp_path / "out_init" / "summary.json").read_text())
+    assert list(summary) == ["pixel_i2v", "device"] and summary["pixel_i2v"]["steps"] == 2
     failed = subprocess.run(
         ["bash", script[0], str(tmp_path / "out2"), *GPU_SCRIPT_MICRO, "optim.lr_schedule=nope"],
         env={**env, "RUNS": str(tmp_path / "runs2")},

@@ -26,6 +26,8 @@ MINILM_MAX_TOKENS = 32
 # A folder holding all-MiniLM-L6-v2's files (config, tokenizer, model.safetensors) used instead of
 # the package's: for machines where the package cannot be installed (scripts/gpu_train_default.sh).
 MINILM_DIR_VARIABLE = "DREAMVIDEO_MINILM_DIR"
+# In such a folder's weights: the ids of the word-embedding rows kept (the others are dropped).
+TRIMMED_WORD_IDS = "embeddings.word_embeddings.ids"
 
 
 def minilm_path() -> Path:
@@ -59,6 +61,12 @@ class PackagedMiniLM(BertModel):
         path = minilm_path()
         model = cls(BertConfig.from_pretrained(path), add_pooling_layer=False)
         weights = load_file(path / "model.safetensors")
+        if TRIMMED_WORD_IDS in weights:  # a copy trimmed to a dataset's words (scripts/pack_minilm.py)
+            ids = weights.pop(TRIMMED_WORD_IDS).long()
+            rows = weights["embeddings.word_embeddings.weight"]
+            full = rows.new_zeros(model.config.vocab_size, rows.shape[1])  # rows never looked up
+            full[ids] = rows
+            weights["embeddings.word_embeddings.weight"] = full
         skip = ("pooler.", "embeddings.position_ids")  # unused head; a buffer rebuilt at init
         model.load_state_dict({k: v for k, v in weights.items() if not k.startswith(skip)})
         dtype = kwargs.get("torch_dtype") or kwargs.get("dtype")

@@ -414,7 +414,8 @@ class I2VStage(_LatentVideoStage):
         )
         defaults = {k: getattr(self.options, k) for k in names if getattr(self.options, k) is not None}
         if "dreamvideo" in config.init:  # warm start: continue training a DreamVideo model
-            pipe = load_pipeline(config.init["dreamvideo"])
+            # fp32 master weights, also from an fp16 export (a release stored in half precision)
+            pipe = load_pipeline(config.init["dreamvideo"], torch_dtype=torch.float32)
             pipe.register_to_config(**defaults)
         else:
             model = config.model_table()
