@@ -22,6 +22,13 @@ sets=()
 for pair in "$@"; do sets+=(--set "$pair"); done
 mkdir -p "$out" "$runs"
 
+# fail NAME WHAT: say what went wrong with the end of the stage's log, and stop.
+fail() {
+  echo "error: $1 $2; the end of $runs/$1.log:" >&2
+  tail -c 2000 "$runs/$1.log" | tr '\r' '\n' | tail -n 20 >&2
+  exit 1
+}
+
 # run_stage NAME SECONDS [--set ...]: train configs/gpu/NAME.toml for at most SECONDS, then make
 # sure $runs/NAME/pipeline holds its (EMA) export.
 run_stage() {
@@ -33,16 +40,9 @@ run_stage() {
   echo "== $name: at most ${seconds}s"
   timeout -s TERM -k 60 "$seconds" "$python" "${args[@]}" >"$runs/$name.log" 2>&1 || rc=$?
   if [ ! -d "$dir/pipeline" ]; then
-    [ "$rc" = 0 ] || [ "$rc" = 124 ] || [ "$rc" = 130 ] || {
-      echo "error: $name failed (exit $rc); the end of $runs/$name.log:" >&2
-      tail -c 2000 "$runs/$name.log" | tr '\r' '\n' | tail -n 20 >&2
-      exit 1
-    }
-    "$python" "${args[@]}" --export-checkpoint "$dir/pipeline" >>"$runs/$name.log" 2>&1 || {
-      echo "error: $name left no checkpoint to export; the end of $runs/$name.log:" >&2
-      tail -c 2000 "$runs/$name.log" | tr '\r' '\n' | tail -n 20 >&2
-      exit 1
-    }
+    [ "$rc" = 0 ] || [ "$rc" = 124 ] || [ "$rc" = 130 ] || fail "$name" "failed (exit $rc)"
+    "$python" "${args[@]}" --export-checkpoint "$dir/pipeline" >>"$runs/$name.log" 2>&1 ||
+      fail "$name" "left no checkpoint to export"
   fi
   tail -n 1 "$dir/loss.csv" | awk -F, -v n="$name" '{printf "== %s: step %d, loss %s, %.0f s of training\n", n, $1, $2, $4}'
 }

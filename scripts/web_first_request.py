@@ -19,6 +19,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from dreamvideo.loading import default_model_dir, read_model_index
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -55,8 +57,7 @@ def measure(model: str | None, steps: int, image: Path, prompt: str) -> dict:
         wait_until_up(url, server)
         up = time.monotonic() - started
         client = Client(url, verbose=False)
-        folder = Path(model) if model else default_model()
-        index = json.loads((folder / "model_index.json").read_text())
+        index = read_model_index(model or default_model_dir())
         chosen = steps or index.get("default_num_inference_steps", 25)
         sampling = [
             "",
@@ -84,10 +85,6 @@ def measure(model: str | None, steps: int, image: Path, prompt: str) -> dict:
     finally:
         server.terminate()
         server.wait(timeout=30)
-
-
-def default_model() -> Path:
-    return ROOT / "src" / "dreamvideo" / "weights" / "dreamvideo-tiny"
 
 
 def main() -> None:

@@ -58,6 +58,11 @@ def noised_target(
     return noisy, noise
 
 
+def on_generator(generator: torch.Generator) -> dict[str, Any]:
+    """Keyword arguments that draw from `generator` on its own device (the training device)."""
+    return {"generator": generator, "device": generator.device}
+
+
 def x_loss_weights(scheduler: DDPMScheduler, steps: torch.Tensor, snr_cap: float) -> torch.Tensor:
     """Per-sample weights of an x-prediction MSE: 1 + min(SNR, cap).
 
@@ -151,7 +156,7 @@ class VAEStage(Stage):
         vae = self.module
         posterior = vae.encode(images).latent_dist
         if self.sample_posterior:
-            noise = torch.randn(posterior.mean.shape, generator=generator, device=generator.device)
+            noise = torch.randn(posterior.mean.shape, **on_generator(generator))
             latents = posterior.mean + posterior.std * noise
         else:
             # The diffusion stages use the posterior mean; training on it avoids the unit-variance
@@ -261,7 +266,7 @@ class _LatentVideoStage(Stage):
         dist = self.vae.encode(frames.flatten(0, 1)).latent_dist
         latents = dist.mean
         if not dist.deterministic:  # the pixel autoencoder's latents are a point mass
-            noise = torch.randn(latents.shape, generator=generator, device=generator.device)
+            noise = torch.randn(latents.shape, **on_generator(generator))
             latents = latents + dist.std * noise
         latents = latents * self.vae.config.scaling_factor
         # contiguous: a permuted view reaching the UNet's conv3d backward crashes PyTorch's CPU kernels
@@ -269,13 +274,13 @@ class _LatentVideoStage(Stage):
 
     def noisy_latents(self, latents: torch.Tensor, generator: torch.Generator):
         """Noised latents, the regression target (noise or velocity), and the timesteps."""
-        noise = torch.randn(latents.shape, generator=generator, device=generator.device)
+        noise = torch.randn(latents.shape, **on_generator(generator))
         steps = self.sample_timesteps(latents.shape[0], generator).to(latents.device)
         return *noised_target(self.noise_scheduler, latents, noise, steps), steps
 
     def sample_timesteps(self, n: int, generator: torch.Generator) -> torch.Tensor:
         total = self.noise_scheduler.config.num_train_timesteps
-        draw = {"generator": generator, "device": generator.device}
+        draw = on_generator(generator)
         steps = torch.randint(0, total, (n,), **draw)
         if self.timestep_sampling == "logit_normal":
             u = torch.sigmoid(self.logit_mean + self.logit_std * torch.randn(n, **draw))
@@ -372,7 +377,7 @@ class T2VStage(_LatentVideoStage):
     def loss(self, module, batch, generator):
         latents = self.batch_latents(batch, generator)
         noisy, target, steps = self.noisy_latents(latents, generator)
-        drop = torch.rand(latents.shape[0], generator=generator, device=generator.device) < self.text_dropout
+        drop = torch.rand(latents.shape[0], **on_generator(generator)) < self.text_dropout
         context = self.text_embeddings(batch["captions"], drop)
         return self.prediction_loss(module(noisy, steps, encoder_hidden_states=context).sample, target, steps)
 
@@ -449,7 +454,7 @@ class I2VStage(_LatentVideoStage):
     def loss(self, module, batch, generator):
         latents = self.batch_latents(batch, generator)
         noisy, target, steps = self.noisy_latents(latents, generator)
-        r = torch.rand(latents.shape[0], generator=generator, device=generator.device)
+        r = torch.rand(latents.shape[0], **on_generator(generator))
         p = self.p_drop  # [0, p): text dropped; [p, 2p): image dropped; [2p, 3p): both
         drop_text = (r < p) | ((r >= 2 * p) & (r < 3 * p))
         drop_image = (r >= p) & (r < 3 * p)
