@@ -423,9 +423,8 @@ def test_synthetic_variants_sweep_and_reports(tmp_path, capsys, model_dir):
     assert code == 0, err
     rep = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     # The non-learned baseline: perfect fidelity, no motion (only "stays still" is right).
-    assert rep["first_frame_ssim"] == pytest.approx(1.0) and rep["temporal_consistency"] == pytest.approx(
-        0.0, abs=1e-3
-    )
+    assert rep["first_frame_ssim"] == pytest.approx(1.0) == rep["real_photo_first_frame_ssim"]
+    assert rep["temporal_consistency"] == pytest.approx(0.0, abs=1e-3)
     assert rep["action_accuracy"] == pytest.approx(1 / 13) and rep["scheduler"] == "DDIMScheduler"
     code, _, err = run(
         capsys, "eval", "synthetic", *common, "--scheduler", "dpm++", "--out", tmp_path / "dpm"

@@ -549,6 +549,7 @@ def eval_synthetic(
         "temporal_consistency",
         "real_photo_camera_accuracy",
         "real_photo_opposite_pair_accuracy",
+        "real_photo_first_frame_ssim",
     )
     for key in keys:
         click.echo(f"{key:36s} {metrics[key]:.4f}")

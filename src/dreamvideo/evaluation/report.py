@@ -92,6 +92,7 @@ METRIC_LABELS = {
     "temporal_consistency": ("temporal consistency (warp error)", "↓"),
     "real_photo_camera_accuracy": ("real-photo camera accuracy", "↑"),
     "real_photo_opposite_pair_accuracy": ("real-photo opposite pairs", "↑"),
+    "real_photo_first_frame_ssim": ("real-photo first-frame SSIM", "↑"),
     "estimator_accuracy_on_ground_truth": ("estimator on ground truth", "↑"),
     "ground_truth_temporal_consistency": ("ground-truth warp error", "↓"),
     "fid": ("frame FID", "↓"),
