@@ -22,13 +22,12 @@ from safetensors.torch import load_file, save_file
 from dreamvideo.data.synthetic import ACTIONS, COLORS, SHAPES
 from dreamvideo.text import (
     MINILM_DIR_VARIABLE,
+    MINILM_FILES,
     TRIMMED_WORD_IDS,
     encode_prompts,
     load_minilm,
     minilm_path,
 )
-
-FILES = ("config.json", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt")
 
 
 def every_caption() -> list[str]:
@@ -60,7 +59,7 @@ def main() -> None:
     staging = args.out.with_name(f".{args.out.name}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    for name in FILES:
+    for name in MINILM_FILES:
         shutil.copy(source / name, staging / name)
     save_file(weights, str(staging / "model.safetensors"))
 

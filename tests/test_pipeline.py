@@ -244,6 +244,7 @@ def test_a_minilm_copy_trimmed_to_a_vocabulary_encodes_its_words_alike(tmp_path,
 
     from dreamvideo.text import (
         MINILM_DIR_VARIABLE,
+        MINILM_FILES,
         TRIMMED_WORD_IDS,
         encode_prompts,
         load_minilm,
@@ -261,13 +262,7 @@ def test_a_minilm_copy_trimmed_to_a_vocabulary_encodes_its_words_alike(tmp_path,
     copy = tmp_path / "trimmed"
     copy.mkdir()
     save_file(weights, str(copy / "model.safetensors"))
-    for name in (
-        "config.json",
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "vocab.txt",
-        "special_tokens_map.json",
-    ):
+    for name in MINILM_FILES:
         (copy / name).symlink_to(packaged / name)
     monkeypatch.setenv(MINILM_DIR_VARIABLE, str(copy))
     torch.testing.assert_close(encode_prompts(*load_minilm(), prompts), reference)

@@ -26,6 +26,14 @@ MINILM_MAX_TOKENS = 32
 # A folder holding all-MiniLM-L6-v2's files (config, tokenizer, model.safetensors) used instead of
 # the package's: for machines where the package cannot be installed (scripts/gpu_train_default.sh).
 MINILM_DIR_VARIABLE = "DREAMVIDEO_MINILM_DIR"
+# What such a folder needs beside model.safetensors (scripts/pack_minilm.py copies these).
+MINILM_FILES = (
+    "config.json",
+    "special_tokens_map.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+)
 # In such a folder's weights: the ids of the word-embedding rows kept (the others are dropped).
 TRIMMED_WORD_IDS = "embeddings.word_embeddings.ids"
 

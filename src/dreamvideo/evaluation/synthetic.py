@@ -223,7 +223,7 @@ def evaluate_synthetic(
         else pipe.config.default_text_guidance_scale,
         **_fidelity(pipe, suite.references, videos),
         # the photo bar's fidelity: each camera prompt's first frame against its photo crop
-        "real_photo_first_frame_ssim": _first_frame_ssim(photo_requests, photo_videos),
+        "real_photo_first_frame_ssim": _mean_ssim(*_first_frames(photo_requests, photo_videos)),
         **_motion_control(suite, videos, pair_videos, photo_videos),
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -278,21 +278,26 @@ class _Suite:
         return refs, prompts
 
 
-def _first_frame_ssim(references: list[np.ndarray], videos: list[np.ndarray]) -> float:
-    firsts = frames_to_unit(np.stack([v[0] for v in videos]))
-    return float(ssim(firsts, frames_to_unit(np.stack(references)), reduction="none").mean())
+def _first_frames(
+    references: list[np.ndarray], videos: list[np.ndarray]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The videos' first frames and their references, as [0, 1] tensors."""
+    return frames_to_unit(np.stack([v[0] for v in videos])), frames_to_unit(np.stack(references))
+
+
+def _mean_ssim(firsts: torch.Tensor, refs: torch.Tensor) -> float:
+    return float(ssim(firsts, refs, reduction="none").mean())
 
 
 def _fidelity(pipe, references: list[np.ndarray], videos: list[np.ndarray]) -> dict:
     """First frame against the reference, beside the latent space's own reconstruction (the ceiling)."""
-    refs = frames_to_unit(np.stack(references))
-    firsts = frames_to_unit(np.stack([v[0] for v in videos]))
+    firsts, refs = _first_frames(references, videos)
     vae = pipe.vae
     pixels = (refs * 2 - 1).to(pipe.device, vae.dtype)
     recon = torch.cat([vae.decode(vae.encode(chunk).latent_dist.mode()).sample for chunk in pixels.split(16)])
     recon = frames_to_unit(tensor_to_images(recon))  # through uint8, as the generated frames
     return {
-        "first_frame_ssim": _first_frame_ssim(references, videos),
+        "first_frame_ssim": _mean_ssim(firsts, refs),
         "first_frame_psnr": float(psnr(firsts, refs).mean()),
         "vae_reconstruction_ssim": float(ssim(recon, refs)),
         "vae_reconstruction_psnr": float(psnr(recon, refs).mean()),
