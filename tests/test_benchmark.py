@@ -29,6 +29,20 @@ def test_bench_smoke_writes_every_figure(tmp_path, capsys, model_dir, photo):
     startup = results["startup"]
     assert startup["help"]["exit_code"] == 0 and startup["refused_flag"]["exit_code"] == 2
     assert startup["readme_command"]["exit_code"] == 0
+    # start-up beside a bare `import torch` of the same run, and the one-call prompt sweep
+    assert startup["import_torch"]["exit_code"] == 0 and startup["sweep_command"]["exit_code"] == 0
+    assert startup["sweep_command"]["prompts"] == 2
+    assert startup["sweep_vs_one_prompt"] == pytest.approx(
+        startup["sweep_command"]["seconds"] / startup["readme_command"]["seconds"], rel=0.01
+    )
+    overhead = startup["overhead"]
+    assert overhead["overhead_seconds"] == pytest.approx(
+        startup["readme_command"]["seconds"]
+        - startup["import_torch"]["seconds"]
+        - results["readme_phases"]["denoising"]
+        - results["readme_phases"]["decoding"],
+        abs=0.01,
+    )
     # A light command's peak memory is its own, not the benchmark's (which loaded models).
     assert startup["help"]["peak_rss_mb"] < startup["readme_command"]["peak_rss_mb"]
     assert set(results["readme_phases"]) == {

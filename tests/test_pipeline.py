@@ -238,6 +238,25 @@ def test_minilm_folder_from_the_environment(tmp_path, monkeypatch):
         minilm_path()
 
 
+def test_packaged_minilm_skips_random_init_and_loads_every_tensor():
+    """Built without weight init (start-up): parameters equal the package's file, buffers equal
+    those of a normally built model, nothing left uninitialised."""
+    from safetensors.torch import load_file
+    from transformers import BertConfig
+
+    from dreamvideo.text import PackagedMiniLM, minilm_path
+
+    model = PackagedMiniLM.from_pretrained()
+    weights = load_file(minilm_path() / "model.safetensors")
+    plain = PackagedMiniLM(BertConfig.from_pretrained(minilm_path()), add_pooling_layer=False)
+    for name, tensor in model.state_dict().items():
+        expected = weights[name] if name in weights else plain.state_dict()[name]
+        assert torch.equal(tensor, expected), name
+    for name, buffer in model.named_buffers():
+        assert torch.equal(buffer, dict(plain.named_buffers())[name]), name
+    assert not model.training
+
+
 def test_a_minilm_copy_trimmed_to_a_vocabulary_encodes_its_words_alike(tmp_path, monkeypatch):
     """scripts/pack_minilm.py's format: only the rows of the words kept, and their ids."""
     from safetensors.torch import load_file, save_file

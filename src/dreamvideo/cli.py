@@ -87,14 +87,27 @@ def cli(debug: bool) -> None:
 
 
 @cli.command()
-@click.argument("image", type=click.Path(path_type=Path))
-@click.option("--prompt", "-p", default="", help="The action to perform (empty: image guidance only).")
+@click.argument("image", type=click.Path(path_type=Path), required=False)
+@click.option(
+    "--prompt",
+    "-p",
+    multiple=True,
+    help="The action to perform (empty: image guidance only). Repeat it for several videos "
+    "in one run: out-1.mp4, out-2.mp4, ...",
+)
 @click.option(
     "--output",
     "-o",
-    required=True,
     type=click.Path(path_type=Path),
     help="out.mp4, out.gif, or a folder for PNG frames.",
+)
+@click.option(
+    "--jobs",
+    "jobs_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A CSV or JSON Lines file of jobs (columns image, prompt, output, seed, negative_prompt): "
+    "one video a row, the model loaded once.",
 )
 @click.option("--negative-prompt", default="", help="Text to steer away from (replaces the null text).")
 @model_option
@@ -153,9 +166,10 @@ def cli(debug: bool) -> None:
 @click.option("--cpu-offload", is_flag=True, help="Keep models on CPU until used (GPU memory; needs CUDA).")
 @debug_option
 def generate(
-    image: Path,
-    prompt: str,
-    output: Path,
+    image: Path | None,
+    prompt: tuple[str, ...],
+    output: Path | None,
+    jobs_file: Path | None,
     negative_prompt: str,
     model: Path | None,
     frames: int | None,
@@ -178,22 +192,30 @@ def generate(
     cpu_offload: bool,
     debug: bool,
 ) -> None:
-    """Generate a video from IMAGE following --prompt."""
+    """Generate a video from IMAGE following --prompt (or one video a row of --jobs FILE)."""
+    from .jobs import file_jobs, prompt_jobs
     from .limits import check_fps, check_sampling_values, check_seed
 
     # Cheap checks first, so a mistake costs no library import and no model loading.
     check_sampling_values(frames, steps, image_scale, text_scale, segments, height, width)
     check_fps(fps)
     check_seed(seed)
+    if jobs_file is not None:
+        if image is not None or prompt:
+            raise UserError("--jobs FILE takes images and prompts from the file: give no IMAGE or --prompt")
+    elif image is None or output is None:
+        raise UserError("give IMAGE and --output (or --jobs FILE)")
     _check_memory_budget(model, frames, height, width, segments, mode, dtype, vae_slicing, max_memory)
+    # Every job checked (images read, outputs writable and distinct) before any model loads.
+    if jobs_file is not None:
+        jobs = file_jobs(jobs_file, output, seed, negative_prompt)
+    else:
+        jobs = prompt_jobs(image, list(prompt), output, seed, negative_prompt)
     import torch
 
-    from .io.images import load_image, unit_to_uint8
-    from .io.video import check_output_path, write_video
+    from .io.images import unit_to_uint8
+    from .io.video import write_video
     from .pipeline import load_pipeline
-
-    check_output_path(output)
-    reference = load_image(image)
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     on_gpu = torch.device(device).type == "cuda"
@@ -212,31 +234,36 @@ def generate(
         pipe.enable_vae_slicing()
     if scheduler:
         set_scheduler(pipe, scheduler)
-    seed = random.randrange(2**31) if seed is None else seed
-    start = time.perf_counter()
-    result = pipe(
-        reference,
-        prompt=prompt,
-        negative_prompt=negative_prompt,
-        num_frames=frames,
-        height=height,
-        width=width,
-        num_inference_steps=steps,
-        image_guidance_scale=image_scale,
-        text_guidance_scale=text_scale,
-        guidance_mode=mode,
-        num_segments=segments,
-        generator=torch.Generator("cpu").manual_seed(seed),
-        resize_mode=resize,
-        output_type="np",
-    )
-    video = unit_to_uint8(result.frames[0])
-    write_video(video, output, fps=fps or pipe.config.default_fps)
-    elapsed = time.perf_counter() - start
-    click.echo(
-        f"wrote {output} ({video.shape[0]} frames, {video.shape[2]}x{video.shape[1]}, "
-        f"seed {seed}, {elapsed:.1f} s)"
-    )
+    shared_seed = random.randrange(2**31) if seed is None else seed  # one draw: a sweep shares noise
+    for job in jobs:
+        job_seed = shared_seed if job.seed is None else job.seed
+        start = time.perf_counter()
+        try:
+            result = pipe(
+                job.image,
+                prompt=job.prompt,
+                negative_prompt=job.negative_prompt,
+                num_frames=frames,
+                height=height,
+                width=width,
+                num_inference_steps=steps,
+                image_guidance_scale=image_scale,
+                text_guidance_scale=text_scale,
+                guidance_mode=mode,
+                num_segments=segments,
+                generator=torch.Generator("cpu").manual_seed(job_seed),
+                resize_mode=resize,
+                output_type="np",
+            )
+        except UserError as error:
+            raise UserError(f"{job.label}: {error}" if job.label else str(error)) from None
+        video = unit_to_uint8(result.frames[0])
+        write_video(video, job.output, fps=fps or pipe.config.default_fps)
+        elapsed = time.perf_counter() - start
+        click.echo(
+            f"wrote {job.output} ({video.shape[0]} frames, {video.shape[2]}x{video.shape[1]}, "
+            f"seed {job_seed}, {elapsed:.1f} s)"
+        )
 
 
 def _check_memory_budget(

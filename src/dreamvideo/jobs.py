@@ -1,0 +1,175 @@
+"""Several videos from one `dreamvideo generate`: start-up (imports, model loading) is paid once.
+
+Jobs come from repeated `--prompt` flags or from a jobs file, CSV with a header row or JSON
+Lines, one video a row:
+
+    image,prompt,output,seed,negative_prompt
+    cat.png,the camera zooms in,cat_zoom.mp4,0,
+    cat.png,the camera pans left,cat_pan.mp4,,
+
+`image` is required; `prompt`, `seed` and `negative_prompt` may be empty (empty prompt: image
+guidance only; empty seed: the command's `--seed`); `output` may be empty when `--output` is
+given (then `<stem>-<row><suffix>`). Relative paths are read from the jobs file's folder. Every
+row is checked (image readable, output writable and unique, seed in range) before any model
+loads, and an error names its row.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from .errors import UserError
+
+JOB_FIELDS = ("image", "prompt", "output", "seed", "negative_prompt")
+
+
+@dataclass(frozen=True)
+class GenerationJob:
+    """One video to write: its reference image (loaded and checked), text, seed and output."""
+
+    image: Image.Image
+    prompt: str
+    output: Path
+    seed: int | None
+    negative_prompt: str
+    label: str  # how errors name the job: "row 3 of jobs.csv", "--prompt 2"; "" for a single run
+
+
+def numbered_output(output: Path, number: int) -> Path:
+    """`out.mp4` -> `out-3.mp4`; a frames folder `out` -> `out-3`."""
+    return output.with_name(f"{output.stem}-{number}{output.suffix}")
+
+
+def prompt_jobs(
+    image: Path, prompts: list[str], output: Path, seed: int | None, negative_prompt: str
+) -> list[GenerationJob]:
+    """One job a `--prompt`; several prompts write numbered outputs (`out-1.mp4`, `out-2.mp4`, ...)."""
+    from .io.images import load_image
+
+    prompts = prompts or [""]
+    outputs = [numbered_output(output, n) if len(prompts) > 1 else output for n in range(1, len(prompts) + 1)]
+    labels = [f"--prompt {n}" if len(prompts) > 1 else "" for n in range(1, len(prompts) + 1)]
+    _check_outputs(outputs, labels)  # before reading the image, as a single run always did
+    reference = load_image(image)
+    return [
+        GenerationJob(reference, prompt, target, seed, negative_prompt, label)
+        for prompt, target, label in zip(prompts, outputs, labels, strict=True)
+    ]
+
+
+def file_jobs(path: Path, output: Path | None, seed: int | None, negative_prompt: str) -> list[GenerationJob]:
+    """The jobs of a CSV or JSON Lines file, every row checked before any work."""
+    from .io.images import load_image
+    from .limits import check_seed
+
+    rows = _read_rows(path)
+    if not rows:
+        raise UserError(f"jobs file {path} holds no jobs")
+    folder = path.resolve().parent
+    images: dict[Path, Image.Image] = {}  # rows sharing an image share one decoded copy
+    jobs = []
+    for number, row in rows:
+        label = f"row {number} of {path.name}"
+        try:
+            if not row.get("image"):
+                raise UserError("no image given")
+            image = _resolve(folder, row["image"])
+            if row.get("output"):
+                target = _resolve(folder, row["output"])
+            elif output is not None:
+                target = numbered_output(output, number)
+            else:
+                raise UserError("no output given (add an `output` column or pass --output)")
+            row_seed = _seed(row.get("seed"), seed)
+            check_seed(row_seed)
+            if image.resolve() not in images:
+                images[image.resolve()] = load_image(image)
+            jobs.append(
+                GenerationJob(
+                    images[image.resolve()],
+                    row.get("prompt") or "",
+                    target,
+                    row_seed,
+                    row.get("negative_prompt") or negative_prompt,
+                    label,
+                )
+            )
+        except UserError as error:
+            raise UserError(f"{label}: {error}") from None
+    _check_outputs([job.output for job in jobs], [job.label for job in jobs])
+    return jobs
+
+
+def _read_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
+    """(row number from 1, fields) of a jobs file; unknown columns are refused (typos)."""
+    if not path.is_file():
+        raise UserError(f"jobs file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"cannot read jobs file {path}: {error}") from None
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        rows = []
+        for line_number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise UserError(f"{path.name} line {line_number}: not JSON ({error.msg})") from None
+            if not isinstance(record, dict):
+                raise UserError(f"{path.name} line {line_number}: a row must be a JSON object")
+            rows.append({k: "" if v is None else str(v) for k, v in record.items()})
+    elif path.suffix.lower() in (".csv", ".tsv"):
+        reader = csv.DictReader(text.splitlines(), delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+        if reader.fieldnames is None:
+            return []
+        rows = []
+        for record in reader:
+            if None in record:  # more cells than the header has columns
+                raise UserError(f"{path.name} row {len(rows) + 1}: more cells than the header's columns")
+            rows.append({k: (v or "").strip() for k, v in record.items()})
+    else:
+        raise UserError(f"jobs file must be .csv, .tsv or .jsonl, got {path.name}")
+    unknown = sorted({key for row in rows for key in row} - set(JOB_FIELDS))
+    if unknown:
+        raise UserError(
+            f"jobs file {path.name}: unknown column {', '.join(map(repr, unknown))}; "
+            f"columns are {', '.join(JOB_FIELDS)}"
+        )
+    return list(enumerate(rows, 1))
+
+
+def _resolve(folder: Path, name: str) -> Path:
+    path = Path(name).expanduser()
+    return path if path.is_absolute() else folder / path
+
+
+def _seed(text: str | None, default: int | None) -> int | None:
+    if text is None or text == "":
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"seed must be an integer, got {text!r}") from None
+
+
+def _check_outputs(outputs: list[Path], labels: list[str]) -> None:
+    """Every output writable and no two jobs writing the same file."""
+    from .io.video import check_output_path
+
+    seen: dict[Path, str] = {}
+    for target, label in zip(outputs, labels, strict=True):
+        try:
+            check_output_path(target)
+        except UserError as error:
+            raise UserError(f"{label}: {error}" if label else str(error)) from None
+        key = target.resolve()
+        if key in seen:
+            raise UserError(f"{label}: writes {target}, as {seen[key]} does")
+        seen[key] = label
