@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -137,23 +137,15 @@ def measure_startup(model: Path | None, settings: BenchSettings) -> dict:
     model_args = ["--model", str(model)] if model else []
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.mp4"
-        readme = [
-            *cli,
-            "generate",
-            str(settings.image),
-            "--prompt",
-            settings.prompt,
-            "--output",
-            str(out),
-            "--seed",
-            "0",
-            *model_args,
-        ]
-        if settings.default_steps:
-            readme += ["--steps", str(settings.default_steps)]
-        prompts = [p for prompt in SWEEP_PROMPTS[: settings.sweep_prompts] for p in ("--prompt", prompt)]
-        sweep = [a if a != str(out) else str(Path(tmp) / "sweep.mp4") for a in readme]
-        sweep[sweep.index("--prompt") : sweep.index("--prompt") + 2] = prompts
+
+        def generate(prompts: Sequence[str], output: Path) -> list[str]:
+            prompt_args = [a for prompt in prompts for a in ("--prompt", prompt)]
+            steps = ["--steps", str(settings.default_steps)] if settings.default_steps else []
+            return [*cli, "generate", str(settings.image), *prompt_args, "--output", str(output),
+                    "--seed", "0", *model_args, *steps]  # fmt: skip
+
+        readme = generate([settings.prompt], out)
+        sweep = generate(SWEEP_PROMPTS[: settings.sweep_prompts], Path(tmp) / "sweep.mp4")
         results = {
             "help": run_command([*cli, "--help"]),
             "refused_flag": run_command([*cli, "generate", str(settings.image), "--mode", "sideways"]),

@@ -193,7 +193,7 @@ def generate(
     debug: bool,
 ) -> None:
     """Generate a video from IMAGE following --prompt (or one video a row of --jobs FILE)."""
-    from .jobs import file_jobs, prompt_jobs
+    from .jobs import file_jobs, labelled, prompt_jobs
     from .limits import check_fps, check_sampling_values, check_seed
 
     # Cheap checks first, so a mistake costs no library import and no model loading.
@@ -208,9 +208,9 @@ def generate(
     _check_memory_budget(model, frames, height, width, segments, mode, dtype, vae_slicing, max_memory)
     # Every job checked (images read, outputs writable and distinct) before any model loads.
     if jobs_file is not None:
-        jobs = file_jobs(jobs_file, output, seed, negative_prompt)
+        jobs = file_jobs(jobs_file, output, negative_prompt)
     else:
-        jobs = prompt_jobs(image, list(prompt), output, seed, negative_prompt)
+        jobs = prompt_jobs(image, list(prompt), output, negative_prompt)
     import torch
 
     from .io.images import unit_to_uint8
@@ -256,7 +256,7 @@ def generate(
                 output_type="np",
             )
         except UserError as error:
-            raise UserError(f"{job.label}: {error}" if job.label else str(error)) from None
+            raise labelled(job.label, error) from None
         video = unit_to_uint8(result.frames[0])
         write_video(video, job.output, fps=fps or pipe.config.default_fps)
         elapsed = time.perf_counter() - start

@@ -35,9 +35,14 @@ class GenerationJob:
     image: Image.Image
     prompt: str
     output: Path
-    seed: int | None
+    seed: int | None  # None: the command's seed
     negative_prompt: str
     label: str  # how errors name the job: "row 3 of jobs.csv", "--prompt 2"; "" for a single run
+
+
+def labelled(label: str, error: UserError) -> UserError:
+    """`error` prefixed with the job it belongs to (a single run's label is empty)."""
+    return UserError(f"{label}: {error}" if label else str(error))
 
 
 def numbered_output(output: Path, number: int) -> Path:
@@ -45,24 +50,23 @@ def numbered_output(output: Path, number: int) -> Path:
     return output.with_name(f"{output.stem}-{number}{output.suffix}")
 
 
-def prompt_jobs(
-    image: Path, prompts: list[str], output: Path, seed: int | None, negative_prompt: str
-) -> list[GenerationJob]:
+def prompt_jobs(image: Path, prompts: list[str], output: Path, negative_prompt: str) -> list[GenerationJob]:
     """One job a `--prompt`; several prompts write numbered outputs (`out-1.mp4`, `out-2.mp4`, ...)."""
     from .io.images import load_image
 
     prompts = prompts or [""]
-    outputs = [numbered_output(output, n) if len(prompts) > 1 else output for n in range(1, len(prompts) + 1)]
-    labels = [f"--prompt {n}" if len(prompts) > 1 else "" for n in range(1, len(prompts) + 1)]
+    numbers = range(1, len(prompts) + 1) if len(prompts) > 1 else [None]
+    outputs = [output if n is None else numbered_output(output, n) for n in numbers]
+    labels = ["" if n is None else f"--prompt {n}" for n in numbers]
     _check_outputs(outputs, labels)  # before reading the image, as a single run always did
     reference = load_image(image)
     return [
-        GenerationJob(reference, prompt, target, seed, negative_prompt, label)
+        GenerationJob(reference, prompt, target, None, negative_prompt, label)
         for prompt, target, label in zip(prompts, outputs, labels, strict=True)
     ]
 
 
-def file_jobs(path: Path, output: Path | None, seed: int | None, negative_prompt: str) -> list[GenerationJob]:
+def file_jobs(path: Path, output: Path | None, negative_prompt: str) -> list[GenerationJob]:
     """The jobs of a CSV or JSON Lines file, every row checked before any work."""
     from .io.images import load_image
     from .limits import check_seed
@@ -78,20 +82,20 @@ def file_jobs(path: Path, output: Path | None, seed: int | None, negative_prompt
         try:
             if not row.get("image"):
                 raise UserError("no image given")
-            image = _resolve(folder, row["image"])
+            image = _resolve(folder, row["image"]).resolve()
             if row.get("output"):
                 target = _resolve(folder, row["output"])
             elif output is not None:
                 target = numbered_output(output, number)
             else:
                 raise UserError("no output given (add an `output` column or pass --output)")
-            row_seed = _seed(row.get("seed"), seed)
+            row_seed = _seed(row.get("seed"))
             check_seed(row_seed)
-            if image.resolve() not in images:
-                images[image.resolve()] = load_image(image)
+            if image not in images:
+                images[image] = load_image(image)
             jobs.append(
                 GenerationJob(
-                    images[image.resolve()],
+                    images[image],
                     row.get("prompt") or "",
                     target,
                     row_seed,
@@ -100,7 +104,7 @@ def file_jobs(path: Path, output: Path | None, seed: int | None, negative_prompt
                 )
             )
         except UserError as error:
-            raise UserError(f"{label}: {error}") from None
+            raise labelled(label, error) from None
     _check_outputs([job.output for job in jobs], [job.label for job in jobs])
     return jobs
 
@@ -150,9 +154,9 @@ def _resolve(folder: Path, name: str) -> Path:
     return path if path.is_absolute() else folder / path
 
 
-def _seed(text: str | None, default: int | None) -> int | None:
+def _seed(text: str | None) -> int | None:
     if text is None or text == "":
-        return default
+        return None
     try:
         return int(text)
     except ValueError:
@@ -168,7 +172,7 @@ def _check_outputs(outputs: list[Path], labels: list[str]) -> None:
         try:
             check_output_path(target)
         except UserError as error:
-            raise UserError(f"{label}: {error}" if label else str(error)) from None
+            raise labelled(label, error) from None
         key = target.resolve()
         if key in seen:
             raise UserError(f"{label}: writes {target}, as {seen[key]} does")
