@@ -172,24 +172,28 @@ def test_asking_for_the_other_phrasing_pool_changes_the_caption_only():
         assert seen.caption in [p.format(obj=spec.object_name) for p in training_phrasings(spec.action)]
 
 
-def test_motion_ranges_set_each_action_s_per_frame_change(monkeypatch):
-    """Rotations and size changes follow MOTION_RANGES (larger than the first design's, which
-    moved an object's edge under 1 px / frame); the first design's ranges still reproduce it."""
+def test_motion_ranges_set_each_action_s_per_frame_change():
+    """Rotations and size changes follow the named MOTION_RANGES: "large" (the default, larger
+    than the first design's, which moved an object's edge under 1 px / frame) and "small" (the
+    first design's, which the seventh release trained on)."""
     from dreamvideo.data import synthetic
 
-    def spans(ranges):
-        monkeypatch.setattr(synthetic, "MOTION_RANGES", ranges)
+    def spans(name):
         out = {}
         for action in ("rotate_cw", "grow", "zoom_in"):
-            specs = [synthetic.make_clip(0, i, "train", 32, 8, action=action)[1] for i in range(12)]
+            specs = [
+                synthetic.make_clip(0, i, "train", 32, 8, action=action, motion_ranges=name)[1]
+                for i in range(12)
+            ]
             values = [abs(s.rotation_deg) if action == "rotate_cw" else s.scale_rate**7 for s in specs]
             out[action] = (min(values), max(values))
         return out
 
-    current, first = synthetic.MOTION_RANGES, synthetic.FIRST_DESIGN_MOTION_RANGES
-    assert current["rotation_deg"][0] >= first["rotation_deg"][1] - 2
-    for ranges in (current, first):
-        got = spans(ranges)
+    large, small = synthetic.MOTION_RANGES["large"], synthetic.MOTION_RANGES["small"]
+    assert synthetic.DEFAULT_MOTION_RANGES == "large"
+    assert large["rotation_deg"][0] >= small["rotation_deg"][1] - 2
+    for name, ranges in synthetic.MOTION_RANGES.items():
+        got = spans(name)
         for action, key in (
             ("rotate_cw", "rotation_deg"),
             ("grow", "object_scale_total"),
@@ -197,6 +201,27 @@ def test_motion_ranges_set_each_action_s_per_frame_change(monkeypatch):
         ):
             low, high = ranges[key]
             assert low - 1e-6 <= got[action][0] and got[action][1] <= high + 1e-6
+    # the default is "large": the same clip as asking for it by name
+    frames, _ = synthetic.make_clip(0, 3, "train", 32, 4, action="grow")
+    named, _ = synthetic.make_clip(0, 3, "train", 32, 4, action="grow", motion_ranges="large")
+    np.testing.assert_array_equal(frames, named)
+
+
+def test_train_phrasings_limit_the_caption_pool_and_nothing_else():
+    """data.train_phrasings = 5 (the first design's) draws captions from the first five training
+    phrasings; the clip itself is the same as with all fifteen."""
+    from dreamvideo.data.synthetic import make_clip
+
+    for i in range(20):
+        frames, spec = make_clip(0, i, "train", 32, 3, train_phrasings=5)
+        same, _ = make_clip(0, i, "train", 32, 3)
+        np.testing.assert_array_equal(frames, same)
+        assert spec.caption in [p.format(obj=spec.object_name) for p in training_phrasings(spec.action, 5)]
+    assert len(training_phrasings("grow")) == 15 and len(training_phrasings("grow", 5)) == 5
+    with pytest.raises(ValueError, match="train_phrasings"):
+        training_phrasings("grow", 16)
+    with pytest.raises(ValueError, match="motion ranges"):
+        make_clip(0, 0, "train", 32, 3, motion_ranges="huge")
 
 
 def test_held_out_phrasings_use_words_no_training_phrasing_uses():

@@ -62,9 +62,10 @@ def build_latent_cache(vae, source: ClipSource, num_clips: int, path: Path, batc
 
 
 class LatentCache:
-    """Indexable cached clips; item `i` is clip `perm_epoch[i % N]` with a fresh phrasing."""
+    """Indexable cached clips; item `i` is clip `perm_epoch[i % N]` with a fresh phrasing (one of
+    the first `train_phrasings` of its action's training phrasings; 0: all)."""
 
-    def __init__(self, path: Path, seed: int = 0):
+    def __init__(self, path: Path, seed: int = 0, train_phrasings: int = 0):
         try:
             from safetensors import safe_open
 
@@ -75,7 +76,7 @@ class LatentCache:
             raise UserError(f"latent cache {path} is unreadable: {e}") from e
         self.latents = tensors["latents"]
         self.first_frames = tensors["first_frames"]
-        self.seed = seed
+        self.seed, self.train_phrasings = seed, train_phrasings
 
     def __len__(self) -> int:
         return len(self.meta)
@@ -87,7 +88,7 @@ class LatentCache:
         meta = self.meta[k]
         caption = meta["caption"]
         if "action" in meta:  # re-draw among the training phrasings (never the held-out one)
-            phrasings = training_phrasings(meta["action"])
+            phrasings = training_phrasings(meta["action"], self.train_phrasings)
             rng = np.random.default_rng([self.seed, index, 7])
             caption = str(rng.choice(phrasings)).format(obj=meta["object"])
         reference = frames_to_signed(self.first_frames[k])

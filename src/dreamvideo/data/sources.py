@@ -4,7 +4,7 @@ resumes at the exact data position and ranks shard by index."""
 from __future__ import annotations
 
 from .clip import Clip, ClipSource
-from .synthetic import make_clip
+from .synthetic import DEFAULT_MOTION_RANGES, make_clip
 
 __all__ = ["Clip", "ClipSource", "SyntheticSource", "make_source"]
 
@@ -12,21 +12,46 @@ __all__ = ["Clip", "ClipSource", "SyntheticSource", "make_source"]
 class SyntheticSource:
     """The procedural motion clips of `data.synthetic` (train split)."""
 
-    def __init__(self, seed: int, size: int, num_frames: int, split: str = "train", num_clips: int = 0):
+    def __init__(
+        self,
+        seed: int,
+        size: int,
+        num_frames: int,
+        split: str = "train",
+        num_clips: int = 0,
+        motion_ranges: str = DEFAULT_MOTION_RANGES,
+        train_phrasings: int = 0,
+    ):
         self.seed, self.size, self.num_frames, self.split = seed, size, num_frames, split
         self.num_clips = num_clips
+        self.motion_ranges, self.train_phrasings = motion_ranges, train_phrasings
 
     def clip(self, index: int) -> Clip:
         if self.num_clips:
             index %= self.num_clips
-        frames, spec = make_clip(self.seed, index, self.split, self.size, self.num_frames)
+        frames, spec = make_clip(
+            self.seed,
+            index,
+            self.split,
+            self.size,
+            self.num_frames,
+            motion_ranges=self.motion_ranges,
+            train_phrasings=self.train_phrasings,
+        )
         return Clip(frames, spec.caption, spec)
 
 
 def make_source(data) -> ClipSource:
     """A source from a `DataConfig`."""
     if data.kind == "synthetic":
-        return SyntheticSource(data.seed, data.size, data.num_frames, num_clips=data.num_clips)
+        return SyntheticSource(
+            data.seed,
+            data.size,
+            data.num_frames,
+            num_clips=data.num_clips,
+            motion_ranges=data.motion_ranges,
+            train_phrasings=data.train_phrasings,
+        )
     from .videos import VideoClipSource
 
     return VideoClipSource.from_config(data)

@@ -23,7 +23,8 @@ from PIL import Image, ImageDraw, ImageFilter
 # action -> (kind, phrasings). The last phrasing of each action is held out of training; its words
 # (drifts, floats, sinks, revolves, swells, dwindles, sweeps, pushes in, pulls away, remains
 # motionless) are in no training phrasing. The first design trained on the first five only;
-# held-out wording then cost 0.18 action accuracy (docs/model-card.md), so 15 are trained now.
+# held-out wording then cost 0.18 action accuracy (docs/model-card.md), so 15 are trained by
+# default (`data.train_phrasings` picks fewer).
 ACTIONS: dict[str, tuple[str, list[str]]] = {
     "move_left": (
         "object",
@@ -338,23 +339,29 @@ TRAIN_PHOTOS = [
 HELDOUT_PHOTOS = ["coffee", "rocket", "chelsea"]
 TEXTURE_PHOTOS = ["brick", "grass", "gravel"]
 SPLIT_SEED_OFFSET = {"train": 0, "heldout": 1_000_003}
-# How much rotations and size changes move the content over a clip. The first design's ranges
-# (6–14 °/frame, ×1.6–2.2 and ×1.5–1.9 per clip) moved an object's edge 0.2–0.9 px/frame at
-# 64×64 × 8 frames, near the motion estimator's 0.3 px "still" threshold, against 1.5–3 px/frame
-# for translations (scripts/motion_magnitudes.py); these bring them to the translations' range.
-MOTION_RANGES = {
-    "rotation_deg": (12.0, 24.0),  # per frame
-    "object_scale_total": (2.0, 2.8),  # size ratio of the last frame to the first
-    "zoom_total": (1.8, 2.4),
-    "grow_start_size": (0.7, 0.7),  # a growing object starts at this times its base size
+# How much rotations and size changes move the content over a clip (`data.motion_ranges`).
+# "small" is the first design's (the shipped seventh release trained on it): 6–14 °/frame,
+# ×1.6–2.2 and ×1.5–1.9 per clip moved an object's edge 0.2–0.9 px/frame at 64×64 × 8 frames,
+# near the motion estimator's 0.3 px "still" threshold, against 1.5–3 px/frame for translations
+# (research/motion_magnitudes.py). "large" (the second design's, and the evaluation suite's)
+# brings them to the translations' range.
+MOTION_RANGES: dict[str, dict[str, tuple[float, float]]] = {
+    "large": {
+        "rotation_deg": (12.0, 24.0),  # per frame
+        "object_scale_total": (2.0, 2.8),  # size ratio of the last frame to the first
+        "zoom_total": (1.8, 2.4),
+        "grow_start_size": (0.7, 0.7),  # a growing object starts at this times its base size
+    },
+    "small": {
+        "rotation_deg": (6.0, 14.0),
+        "object_scale_total": (1.6, 2.2),
+        "zoom_total": (1.5, 1.9),
+        "grow_start_size": (0.8, 0.8),
+    },
 }
-# The first design's ranges (the shipped seventh release was trained and measured on them).
-FIRST_DESIGN_MOTION_RANGES = {
-    "rotation_deg": (6.0, 14.0),
-    "object_scale_total": (1.6, 2.2),
-    "zoom_total": (1.5, 1.9),
-    "grow_start_size": (0.8, 0.8),
-}
+DEFAULT_MOTION_RANGES = "large"
+# Training phrasings per action (`data.train_phrasings`): 0 takes all 15; the first design took 5.
+MAX_TRAIN_PHRASINGS = 15
 
 
 @dataclass
@@ -493,11 +500,17 @@ def make_clip(
     num_frames: int = 16,
     action: str | None = None,
     heldout_phrasing: bool | None = None,
+    motion_ranges: str = DEFAULT_MOTION_RANGES,
+    train_phrasings: int = 0,
 ) -> tuple[np.ndarray, ClipSpec]:
     """Render clip `index` of a split: ((F, size, size, 3) uint8 frames, its spec). Every
-    random draw comes from one stream seeded by (seed, split, index), in a fixed order."""
+    random draw comes from one stream seeded by (seed, split, index), in a fixed order.
+    `motion_ranges` names a `MOTION_RANGES` entry; `train_phrasings` (0: all) is how many of each
+    action's training phrasings captions are drawn from."""
     if split not in SPLIT_SEED_OFFSET:
         raise ValueError(f"unknown split {split!r}: use 'train' or 'heldout'")
+    if motion_ranges not in MOTION_RANGES:
+        raise ValueError(f"unknown motion ranges {motion_ranges!r}: use one of {', '.join(MOTION_RANGES)}")
     rng = np.random.default_rng([seed + SPLIT_SEED_OFFSET[split], index])
     photos = TRAIN_PHOTOS if split == "train" else HELDOUT_PHOTOS
     action = action or str(rng.choice(ACTION_NAMES))
@@ -506,9 +519,9 @@ def make_clip(
     canvas_size = int(size * 2)  # room for pans and zoom-outs
     background = _background(rng, canvas_size, photos)
     sprite, object_name = _sprite(rng, 128, photos, rotating=action in ROTATIONS)
-    caption = _caption(rng, seed, index, action, split, heldout_phrasing).format(obj=object_name)
-    spec = ClipSpec(action, caption, object_name, num_frames, size)
-    path = _trajectory(rng, action, size, num_frames, spec)
+    caption = _caption(rng, seed, index, action, split, heldout_phrasing, train_phrasings)
+    spec = ClipSpec(action, caption.format(obj=object_name), object_name, num_frames, size)
+    path = _trajectory(rng, action, size, num_frames, spec, MOTION_RANGES[motion_ranges])
     return _render(background, sprite, path, size, canvas_size), spec
 
 
@@ -516,9 +529,12 @@ ROTATIONS = ("rotate_cw", "rotate_ccw")
 TRANSLATIONS = ("move_left", "move_right", "move_up", "move_down")
 
 
-def training_phrasings(action: str) -> list[str]:
-    """The phrasings an action's captions are drawn from in training (all but the last)."""
-    return ACTIONS[action][1][:-1]
+def training_phrasings(action: str, count: int = 0) -> list[str]:
+    """The phrasings an action's captions are drawn from in training: the first `count` (0: all)
+    of all but the last."""
+    if not 0 <= count <= MAX_TRAIN_PHRASINGS:
+        raise ValueError(f"train_phrasings must be from 0 to {MAX_TRAIN_PHRASINGS}, got {count}")
+    return ACTIONS[action][1][:-1][: count or None]
 
 
 def heldout_phrasing_of(action: str) -> str:
@@ -526,13 +542,15 @@ def heldout_phrasing_of(action: str) -> str:
     return ACTIONS[action][1][-1]
 
 
-def _caption(rng: np.random.Generator, seed: int, index: int, action: str, split: str, heldout: bool) -> str:
+def _caption(
+    rng: np.random.Generator, seed: int, index: int, action: str, split: str, heldout: bool, count: int
+) -> str:
     """Drawn from the split's own pool first, so that asking for the other pool changes the
     caption only, never the clip (its random stream stays the split's)."""
-    own = [heldout_phrasing_of(action)] if split == "heldout" else training_phrasings(action)
+    own = [heldout_phrasing_of(action)] if split == "heldout" else training_phrasings(action, count)
     caption = str(rng.choice(own))
     if heldout != (split == "heldout"):
-        pool = [heldout_phrasing_of(action)] if heldout else training_phrasings(action)
+        pool = [heldout_phrasing_of(action)] if heldout else training_phrasings(action, count)
         caption = str(np.random.default_rng([seed, index, 7]).choice(pool))
     return caption
 
@@ -550,7 +568,9 @@ class _Path:
     base_size: float  # object side in output pixels
 
 
-def _trajectory(rng: np.random.Generator, action: str, size: int, num_frames: int, spec: ClipSpec) -> _Path:
+def _trajectory(
+    rng: np.random.Generator, action: str, size: int, num_frames: int, spec: ClipSpec, ranges: dict
+) -> _Path:
     """The action's object and camera motion; records its per-frame size in `spec`."""
     last, t = num_frames - 1, np.arange(num_frames)
     speed = rng.uniform(1.5, 3.0) * size / 64  # output pixels per frame
@@ -581,18 +601,18 @@ def _trajectory(rng: np.random.Generator, action: str, size: int, num_frames: in
         path.obj_x += rng.uniform(-0.15, 0.15) * size
         path.obj_y += rng.uniform(-0.15, 0.15) * size
     if action in ROTATIONS:
-        rate = rng.uniform(*MOTION_RANGES["rotation_deg"]) * (1 if action == "rotate_cw" else -1)
+        rate = rng.uniform(*ranges["rotation_deg"]) * (1 if action == "rotate_cw" else -1)
         path.obj_rot, spec.rotation_deg = rotation0 + rate * t, rate
     if action in ("grow", "shrink"):
-        total = rng.uniform(*MOTION_RANGES["object_scale_total"])
+        total = rng.uniform(*ranges["object_scale_total"])
         rate = total ** (1 / last) if action == "grow" else total ** (-1 / last)
         path.obj_scale, spec.scale_rate = rate**t, rate
-        path.base_size = base_size * (MOTION_RANGES["grow_start_size"][0] if action == "grow" else 1.3)
+        path.base_size = base_size * (ranges["grow_start_size"][0] if action == "grow" else 1.3)
     if action in ("pan_left", "pan_right"):
         direction = 1 if action == "pan_left" else -1  # the camera pans left: content moves right
         path.cam_dx, spec.dx = -direction * speed * t, direction * speed
     if action in ("zoom_in", "zoom_out"):
-        total = rng.uniform(*MOTION_RANGES["zoom_total"])
+        total = rng.uniform(*ranges["zoom_total"])
         rate = total ** (1 / last) if action == "zoom_in" else total ** (-1 / last)
         path.cam_zoom = (1.0 if action == "zoom_in" else total**0.5) * rate**t
         spec.scale_rate = rate

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from ..data.synthetic import (
     ACTION_NAMES,
+    DEFAULT_MOTION_RANGES,
     HELDOUT_PHOTOS,
     OPPOSITES,
     TRAIN_PHOTOS,
@@ -137,7 +138,13 @@ class _SuiteSampler:
         return videos
 
 
-def heldout_clips(num: int, size: int, num_frames: int, heldout_phrasing: bool = True) -> list:
+def heldout_clips(
+    num: int,
+    size: int,
+    num_frames: int,
+    heldout_phrasing: bool = True,
+    motion_ranges: str = DEFAULT_MOTION_RANGES,
+) -> list:
     """Held-out clips (seeds, photographs, phrasings never trained on), actions balanced.
     `heldout_phrasing=False` captions the same clips with training phrasings."""
     return [
@@ -149,17 +156,27 @@ def heldout_clips(num: int, size: int, num_frames: int, heldout_phrasing: bool =
             num_frames,
             action=ACTION_NAMES[i % len(ACTION_NAMES)],
             heldout_phrasing=heldout_phrasing,
+            motion_ranges=motion_ranges,
         )
         for i in range(num)
     ]
 
 
-def training_clips(num: int, size: int, num_frames: int, seed: int = 0, pool: int = 2500) -> list:
+def training_clips(
+    num: int,
+    size: int,
+    num_frames: int,
+    seed: int = 0,
+    pool: int = 2500,
+    motion_ranges: str = DEFAULT_MOTION_RANGES,
+    train_phrasings: int = 0,
+) -> list:
     """Clips the default recipe trained on (data seed 0, the first `pool` indices, training
     phrasings), actions balanced: the over-/under-fitting check beside `heldout_clips`."""
     by_action: dict[str, list] = defaultdict(list)
+    data = {"motion_ranges": motion_ranges, "train_phrasings": train_phrasings}
     for i in range(pool):
-        frames, spec = make_clip(seed, i, "train", size, num_frames)
+        frames, spec = make_clip(seed, i, "train", size, num_frames, **data)
         by_action[spec.action].append((frames, spec))
         if all(len(by_action[a]) * len(ACTION_NAMES) >= num for a in ACTION_NAMES):
             break
@@ -186,10 +203,14 @@ def evaluate_synthetic(
     num_photos: int = 24,
     variant: str = "full",
     split: str = "heldout",
+    motion_ranges: str = DEFAULT_MOTION_RANGES,
+    train_phrasings: int = 0,
 ) -> dict:
     """Run the suite; writes out_dir/metrics.json and a sample sheet; returns the metrics.
 
-    `split="train"` scores clips, photographs and phrasings the default recipe trained on."""
+    `split="train"` scores clips, photographs and phrasings the default recipe trained on.
+    `motion_ranges` and `train_phrasings` render the clips as data of that kind (the first
+    design's: "small", 5), to diagnose a model on its own training data."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}")
     out_dir = Path(out_dir)
@@ -200,7 +221,8 @@ def evaluate_synthetic(
     steps = steps or pipe.default_num_inference_steps
     sampler = _SuiteSampler(pipe, num_frames, steps, image_scale, text_scale, batch_size, variant)
     started = time.perf_counter()
-    suite = _Suite.build(split, num, size, num_frames, num_pairs, num_photos)
+    data = {"motion_ranges": motion_ranges, "train_phrasings": train_phrasings}
+    suite = _Suite.build(split, num, size, num_frames, num_pairs, num_photos, data)
     with tqdm(total=suite.total_videos, desc="eval synthetic", dynamic_ncols=True) as progress:
         videos = sampler(suite.references, [spec.caption for _, spec in suite.clips], progress)
         pair_videos = sampler(*suite.pair_requests(split), progress)
@@ -241,11 +263,22 @@ class _Suite:
     photo_refs: list[np.ndarray]
 
     @classmethod
-    def build(cls, split: str, num: int, size: int, num_frames: int, num_pairs: int | None, num_photos: int):
+    def build(
+        cls,
+        split: str,
+        num: int,
+        size: int,
+        num_frames: int,
+        num_pairs: int | None,
+        num_photos: int,
+        data: dict | None = None,
+    ):
+        data = data or {}
         if split == "train":
-            clips = training_clips(num, size, num_frames)
+            clips = training_clips(num, size, num_frames, **data)
         else:
-            clips = heldout_clips(num, size, num_frames, heldout_phrasing=split == "heldout")
+            ranges = data.get("motion_ranges", DEFAULT_MOTION_RANGES)
+            clips = heldout_clips(num, size, num_frames, split == "heldout", motion_ranges=ranges)
         pairs = [(i, a, b) for i in range(num) for a, b in OPPOSITES if clips[i][1].action == a]
         pairs = pairs[: num_pairs if num_pairs is not None else max(12, num // 4)]
         photos = TRAIN_PHOTOS if split == "train" else HELDOUT_PHOTOS

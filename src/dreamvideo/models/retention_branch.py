@@ -117,6 +117,8 @@ class FrameRetentionBranch(ModelMixin, AttentionMixin, ConfigMixin):
         attention_head_dim: int | tuple[int, ...] = 64,
         time_cond_proj_dim: int | None = None,
         image_encoder_type: str = "strided",
+        frame_position_embedding: bool = False,
+        caption_time_embedding: bool = False,
     ):
         super().__init__()
         self.gradient_checkpointing = False
@@ -148,6 +150,15 @@ class FrameRetentionBranch(ModelMixin, AttentionMixin, ConfigMixin):
         self.time_embedding = TimestepEmbedding(
             block_out_channels[0], time_embed_dim, act_fn=act_fn, cond_proj_dim=time_cond_proj_dim
         )
+        # Ours, beyond the paper (docs/method.md): which frame a row is, and the pooled caption,
+        # added to the per-frame time embedding. Both zero-initialised, so they start silent.
+        self.frame_proj = self.frame_embedding = self.caption_embedding = None
+        if frame_position_embedding:
+            self.frame_proj = Timesteps(block_out_channels[0], True, 0)
+            self.frame_embedding = TimestepEmbedding(block_out_channels[0], time_embed_dim, act_fn=act_fn)
+            zero_module(self.frame_embedding.linear_2)
+        if caption_time_embedding:
+            self.caption_embedding = zero_module(nn.Linear(cross_attention_dim, time_embed_dim))
         self.transformer_in = TransformerTemporalModel(
             num_attention_heads=8,
             attention_head_dim=attention_head_dim,
@@ -199,6 +210,21 @@ class FrameRetentionBranch(ModelMixin, AttentionMixin, ConfigMixin):
     @staticmethod
     def _zero_conv(channels: int) -> nn.Conv2d:
         return zero_module(nn.Conv2d(channels, channels, 1))
+
+    def with_config(self, **changes: Any) -> FrameRetentionBranch:
+        """A branch of this one's config with `changes`, carrying every weight this one has. The
+        additions above are zero-initialised, so a trained branch grown this way predicts what it
+        predicted before (warm-starting a release with new conditioning)."""
+        # Private keys dropped: `_use_default_values` would reset the changed keys to defaults.
+        config = {k: v for k, v in self.config.items() if not k.startswith("_")}
+        grown = type(self).from_config({**config, **changes})
+        missing, unexpected = grown.load_state_dict(self.state_dict(), strict=False)
+        if unexpected or any(not k.startswith(("frame_embedding.", "caption_embedding.")) for k in missing):
+            lost = missing or unexpected
+            raise ValueError(f"config changes {changes} do not keep the branch's weights: {lost}")
+        if (grown.device, grown.dtype) != (self.device, self.dtype):
+            grown.to(device=self.device, dtype=self.dtype)
+        return grown.train(self.training)
 
     @classmethod
     def from_unet(
@@ -304,7 +330,13 @@ class FrameRetentionBranch(ModelMixin, AttentionMixin, ConfigMixin):
             timesteps = torch.tensor([timesteps], device=sample.device)
         timesteps = timesteps.reshape(-1).to(sample.device).expand(batch)
         emb = self.time_embedding(self.time_proj(timesteps).to(dtype=self.dtype))
+        if self.caption_embedding is not None:  # mean over tokens: one vector per prompt
+            emb = emb + self.caption_embedding(encoder_hidden_states.mean(dim=1).to(self.dtype))
         emb = emb.repeat_interleave(num_frames, dim=0)
+        if self.frame_embedding is not None:  # rows are (batch, frame) in frame-major order
+            frames = torch.arange(num_frames, device=sample.device)
+            position = self.frame_embedding(self.frame_proj(frames).to(dtype=self.dtype))
+            emb = emb + position.repeat(batch, 1)
         context = encoder_hidden_states.repeat_interleave(num_frames, dim=0)
 
         latents = sample.permute(0, 2, 1, 3, 4).reshape(batch * num_frames, -1, height, width)

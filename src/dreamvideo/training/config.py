@@ -25,6 +25,10 @@ class DataConfig:
     num_frames: int = 8
     seed: int = 0
     num_clips: int = 0  # > 0: a finite dataset of that many clips, cycled (0: endless)
+    # Synthetic clips: rotation / size / zoom ranges ("large", or the first design's "small"),
+    # and how many of each action's training phrasings captions use (0: all 15; the first design 5).
+    motion_ranges: str = "large"
+    train_phrasings: int = 0
     root: str | None = None  # real videos: folder
     captions: str | None = None  # real videos: CSV/JSONL file
     frame_stride: int = 1
@@ -90,6 +94,10 @@ class T2VModel:
 class I2VModel:
     image_embed_channels: int = 4
     image_encoder_type: str = "strided"  # models.retention_branch.IMAGE_ENCODERS
+    # Additions to the branch's time embedding (docs/method.md), zero-initialised: true adds them,
+    # also to a warm-started model; false keeps what the model has.
+    frame_position_embedding: bool = False
+    caption_time_embedding: bool = False
 
 
 @dataclass
@@ -220,11 +228,27 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Tr
         raise UserError(f"{path}: {e}") from e
     if config.optim.steps < 1 or config.optim.batch_size < 1 or config.optim.grad_accum < 1:
         raise UserError(f"{path}: steps, batch_size and grad_accum must be positive")
+    _check_synthetic_data(config.data, path)
     for name in ("checkpoint_every", "log_every", "keep_checkpoints"):
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise UserError(f"{path}: {name} must be an integer of at least 1, got {value!r}")
     return config
+
+
+def _check_synthetic_data(data: DataConfig, path: Path) -> None:
+    from ..data.synthetic import MAX_TRAIN_PHRASINGS, MOTION_RANGES
+
+    if data.motion_ranges not in MOTION_RANGES:
+        raise UserError(
+            f"{path}: data.motion_ranges must be one of {', '.join(MOTION_RANGES)}, "
+            f"got {data.motion_ranges!r}"
+        )
+    count = data.train_phrasings
+    if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_TRAIN_PHRASINGS:
+        raise UserError(
+            f"{path}: data.train_phrasings must be an integer from 0 to {MAX_TRAIN_PHRASINGS}, got {count!r}"
+        )
 
 
 def read_recipe(path: str | Path) -> list[str]:

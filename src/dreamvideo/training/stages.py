@@ -236,7 +236,7 @@ class _LatentVideoStage(Stage):
             if data.cache_clips < 1:
                 raise UserError(f"latent cache {path} is missing and data.cache_clips is not set")
             build_latent_cache(self.vae.to(self.device), self.source, data.cache_clips, path)
-        self.cache = LatentCache(path, seed=self.config.seed)
+        self.cache = LatentCache(path, seed=self.config.seed, train_phrasings=data.train_phrasings)
 
     def make_batch(self, indices: list[int]) -> dict[str, Any]:
         if self.cache is None:
@@ -430,6 +430,13 @@ class I2VStage(_LatentVideoStage):
                 image_encoder_type=_image_encoder_type(model.image_encoder_type),
                 **defaults,
             )
+        additions = {
+            name: True
+            for name in ("frame_position_embedding", "caption_time_embedding")
+            if getattr(config.model_table(), name) and not pipe.retention_branch.config.get(name)
+        }
+        if additions:
+            pipe.retention_branch = pipe.retention_branch.with_config(**additions)
         self.pipe = pipe
         # The branch learns on top of the base UNet, so it predicts what the base predicts.
         base_prediction = pipe.scheduler.config.get("prediction_type", "epsilon")
@@ -470,11 +477,14 @@ class I2VStage(_LatentVideoStage):
         self.pipe.save_pretrained(path)
         # A warm start's config has no [model] keys of its own: record the branch's width
         # and where the weights came from, so the file describes the model it sits beside.
-        record = {
-            "init": self.config.init,
-            "image_embed_channels": self.pipe.retention_branch.config.image_embed_channels,
-            "image_encoder_type": self.pipe.retention_branch.config.image_encoder_type,
-        }
+        branch = self.pipe.retention_branch.config
+        keys = (
+            "image_embed_channels",
+            "image_encoder_type",
+            "frame_position_embedding",
+            "caption_time_embedding",
+        )
+        record = {"init": self.config.init} | {k: branch.get(k, False) for k in keys}
         (path / "training.json").write_text(
             json.dumps(record | self.config.model | self.config.stage_options, indent=2) + "\n"
         )

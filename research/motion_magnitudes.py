@@ -7,7 +7,7 @@ For clips of every action (held-out split by default), the ground truth of
 frame at the moving region's edge) and how often its label is right. The estimator calls a
 clip "still" below 0.3 px / frame.
 
-    python scripts/motion_magnitudes.py [--clips-per-action 24] [--split heldout|train] [--first-design]
+    python research/motion_magnitudes.py [--clips-per-action 24] [--split heldout|train] [--first-design]
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import math
 
 import numpy as np
 
-from dreamvideo.data import synthetic
 from dreamvideo.data.synthetic import ACTION_NAMES, make_clip
 from dreamvideo.evaluation.motion import ACTION_TO_MOTION, estimate_motion
 
@@ -44,8 +43,7 @@ def main() -> None:
         "--first-design", action="store_true", help="the first design's rotation / scale / zoom ranges"
     )
     args = parser.parse_args()
-    if args.first_design:
-        synthetic.MOTION_RANGES.update(synthetic.FIRST_DESIGN_MOTION_RANGES)
+    ranges = "small" if args.first_design else "large"
     seed = 12345 if args.split == "heldout" else 0
     print(
         "| action | translation px/f | rotation °/f | scale %/f | truth at edge px/f | "
@@ -56,7 +54,9 @@ def main() -> None:
         truth, measured, right = [], [], []
         trans, rot, scale = [], [], []
         for i in range(args.clips_per_action):
-            frames, spec = make_clip(seed, 10_000 * k + i, args.split, args.size, args.frames, action=action)
+            frames, spec = make_clip(
+                seed, 10_000 * k + i, args.split, args.size, args.frames, action=action, motion_ranges=ranges
+            )
             motion = estimate_motion(frames)
             truth.append(edge_displacement(spec))
             measured.append(max(motion.components().values()))

@@ -12,7 +12,7 @@ train ≫ seen-phrasings: the clips are memorised (over-fitting); seen-phrasings
 wording is the gap. `--first-design` renders clips and phrasings as the first design trained on
 them (its motion ranges and its five training phrasings), to diagnose the seventh release.
 
-    python scripts/diagnose_model.py [--model DIR] [--num 104] [--first-design] --out runs/diag
+    python research/diagnose_model.py [--model DIR] [--num 104] [--first-design] --out runs/diag
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from pathlib import Path
 
 import torch
 
-from dreamvideo.data import synthetic
 from dreamvideo.evaluation.synthetic import evaluate_synthetic
 from dreamvideo.pipeline import load_pipeline
 
@@ -37,14 +36,6 @@ RUNS = [  # (name, split, variant, steps)
 ]
 
 
-def use_first_design_data() -> None:
-    """The first design's clips: its motion ranges, and its five training phrasings per action
-    (the held-out one is unchanged)."""
-    synthetic.MOTION_RANGES.update(synthetic.FIRST_DESIGN_MOTION_RANGES)
-    for action, (kind, phrasings) in synthetic.ACTIONS.items():
-        synthetic.ACTIONS[action] = (kind, phrasings[:5] + phrasings[-1:])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="DreamVideo folder (default: the shipped model)")
@@ -53,15 +44,22 @@ def main() -> None:
     parser.add_argument("--first-design", action="store_true")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    if args.first_design:
-        use_first_design_data()
+    # The first design's clips: its motion ranges and its five training phrasings per action.
+    data = {"motion_ranges": "small", "train_phrasings": 5} if args.first_design else {}
     pipe = load_pipeline(args.model)
     rows = []
     for name, split, variant, steps in RUNS:
         folder = args.out / name.replace(", ", "_").replace(" ", "_")
         with torch.no_grad():
             m = evaluate_synthetic(
-                pipe, args.num, folder, steps=steps, num_photos=args.photos, variant=variant, split=split
+                pipe,
+                args.num,
+                folder,
+                steps=steps,
+                num_photos=args.photos,
+                variant=variant,
+                split=split,
+                **data,
             )
         rows.append((name, m))
     print(
