@@ -86,6 +86,30 @@ def cli(debug: bool) -> None:
     """DreamVideo: image-to-video generation with text control."""
 
 
+_lora_options = [
+    click.option(
+        "--lora",
+        "loras",
+        multiple=True,
+        type=click.Path(path_type=Path),
+        help="A LoRA adapter (its folder or .safetensors file); repeat to combine adapters.",
+    ),
+    click.option(
+        "--lora-scale",
+        "lora_scales",
+        multiple=True,
+        type=float,
+        help="Adapter weight (default 1): one for every --lora, or one per --lora in order.",
+    ),
+]
+
+
+def lora_options(f):
+    for option in reversed(_lora_options):
+        f = option(f)
+    return f
+
+
 @cli.command()
 @click.argument("image", type=click.Path(path_type=Path), required=False)
 @click.option(
@@ -164,6 +188,7 @@ def cli(debug: bool) -> None:
 @click.option("--attention-slicing", is_flag=True, help="Compute attention in slices (less memory).")
 @click.option("--vae-slicing", is_flag=True, help="Decode one frame at a time (less memory).")
 @click.option("--cpu-offload", is_flag=True, help="Keep models on CPU until used (GPU memory; needs CUDA).")
+@lora_options
 @debug_option
 def generate(
     image: Path | None,
@@ -190,6 +215,8 @@ def generate(
     attention_slicing: bool,
     vae_slicing: bool,
     cpu_offload: bool,
+    loras: tuple[Path, ...],
+    lora_scales: tuple[float, ...],
     debug: bool,
 ) -> None:
     """Generate a video from IMAGE following --prompt (or one video a row of --jobs FILE)."""
@@ -206,6 +233,7 @@ def generate(
     elif image is None or output is None:
         raise UserError("give IMAGE and --output (or --jobs FILE)")
     _check_memory_budget(model, frames, height, width, segments, mode, dtype, vae_slicing, max_memory)
+    adapter_weights = _check_lora_flags(loras, lora_scales)
     # Every job checked (images read, outputs writable and distinct) before any model loads.
     if jobs_file is not None:
         jobs = file_jobs(jobs_file, output, negative_prompt)
@@ -224,6 +252,8 @@ def generate(
     if cpu_offload and not on_gpu:
         raise UserError("--cpu-offload moves models to a GPU when used: it needs a CUDA device")
     pipe = load_pipeline(model, dtype=getattr(torch, DTYPES[dtype]) if DTYPES[dtype] else None)
+    if loras:
+        _load_adapters(pipe, loras, adapter_weights)
     if cpu_offload:
         pipe.enable_model_cpu_offload(device=device)
     else:
@@ -291,11 +321,43 @@ def _check_memory_budget(
     check_budget(estimate, budget)
 
 
+def _check_lora_flags(loras: tuple[Path, ...], scales: tuple[float, ...]) -> list[float]:
+    """Before any model loads: peft installed, each adapter readable, scales in range and one
+    for all or one per adapter. Returns each adapter's weight."""
+    from .lora import check_lora_scale, read_adapter, require_peft
+
+    if scales and not loras:
+        raise UserError("--lora-scale needs --lora")
+    if len(scales) not in (0, 1, len(loras)):
+        raise UserError(
+            f"give one --lora-scale for all adapters or one per --lora ({len(loras)}), got {len(scales)}"
+        )
+    weights = [check_lora_scale(s) for s in scales] or [1.0]
+    if loras:
+        require_peft()
+        for path in loras:
+            read_adapter(path)
+    return weights * len(loras) if len(weights) == 1 else weights
+
+
+def _load_adapters(pipe, loras: tuple[Path, ...], weights: list[float]) -> None:
+    """Load, weight and fuse the adapters: fused, sampling costs what it costs without them."""
+    names = [pipe.load_lora_weights(path, adapter_name=f"lora{i}") for i, path in enumerate(loras)]
+    pipe.set_adapters(names, weights)
+    pipe.fuse_lora()
+
+
 @cli.command()
 @model_option
+@click.option(
+    "--lora-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also list the LoRA adapters in this folder, and whether each was trained on this model.",
+)
 @debug_option
-def info(model: Path | None, debug: bool) -> None:
-    """Show a model's components, parameter counts, resolution and frames."""
+def info(model: Path | None, lora_dir: Path | None, debug: bool) -> None:
+    """Show a model's components, parameter counts, resolution and frames (and a folder's adapters)."""
     from .loading import default_model_dir
     from .models import count_parameters
     from .pipeline import load_pipeline
@@ -320,6 +382,29 @@ def info(model: Path | None, debug: bool) -> None:
         f"guidance defaults: image {cfg.default_image_guidance_scale}, text {cfg.default_text_guidance_scale}"
     )
     click.echo(f"sampling: {pipe.default_num_inference_steps} steps, {type(pipe.scheduler).__name__}")
+    if lora_dir is not None:
+        _list_adapters(pipe, lora_dir)
+
+
+def _list_adapters(pipe, folder: Path) -> None:
+    from .lora import base_fingerprint, describe_adapter, find_adapters, read_adapter
+
+    adapters = find_adapters(folder)
+    click.echo(f"LoRA adapters in {folder}: {len(adapters) or 'none'}")
+    fingerprint = base_fingerprint(pipe)
+    for path in adapters:
+        try:
+            adapter = read_adapter(path)
+        except UserError as error:
+            click.echo(f"  {path.name}: unusable ({error})")
+            continue
+        recorded = adapter.info.get("base_fingerprint")
+        fits = (
+            "unknown base"
+            if not recorded
+            else ("fits this model" if recorded == fingerprint else "another base")
+        )
+        click.echo(f"  {describe_adapter(adapter)}; {fits}")
 
 
 @cli.command()
@@ -438,16 +523,29 @@ def data() -> None:
 @click.option("--size", type=int, default=64, show_default=True, help="Frame side in pixels.")
 @click.option("--frames", type=int, default=16, show_default=True)
 @click.option("--fps", type=int, default=8, show_default=True)
+@click.option(
+    "--action",
+    default=None,
+    help="Every clip this action (e.g. move_left; move_up_right is one the default model never saw).",
+)
 @debug_option
 def data_synth(
-    out: Path, num: int, seed: int, split: str, size: int, frames: int, fps: int, debug: bool
+    out: Path,
+    num: int,
+    seed: int,
+    split: str,
+    size: int,
+    frames: int,
+    fps: int,
+    action: str | None,
+    debug: bool,
 ) -> None:
     """Write procedural clips (mp4) + captions.csv + motion.jsonl (ground truth)."""
     from .data.synthetic import write_dataset
 
     if size < 16 or frames < 2:
         raise UserError("--size must be at least 16 and --frames at least 2")
-    path = write_dataset(out, num, seed, split, size, frames, fps)
+    path = write_dataset(out, num, seed, split, size, frames, fps, action=action)
     click.echo(f"wrote {num} clips to {path}")
 
 
@@ -471,6 +569,53 @@ def _scales(text: str | None, flag: str) -> list[float]:
 def _check_out_dir(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out exists and is not a folder: {out}")
+
+
+@evaluate.command("clips")
+@click.argument("dataset", type=click.Path(path_type=Path))
+@model_option
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for metrics.json.")
+@click.option("--num", type=int, default=None, help="At most this many clips (default: all).")
+@click.option("--steps", type=int, default=None, help="Denoising steps (default: the model's).")
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@lora_options
+@debug_option
+def eval_clips(
+    dataset: Path,
+    model: Path | None,
+    out: Path,
+    num: int | None,
+    steps: int | None,
+    batch_size: int,
+    loras: tuple[Path, ...],
+    lora_scales: tuple[float, ...],
+    debug: bool,
+) -> None:
+    """Does the model move each clip of DATASET (from `data synth`) the way the clip moves?"""
+    from .evaluation.clips import evaluate_clips
+    from .pipeline import check_sampling_values, load_pipeline
+
+    if (num is not None and num < 1) or batch_size < 1:
+        raise UserError("--num and --batch-size must be positive")
+    check_sampling_values(None, steps, None, None)
+    _check_out_dir(out)
+    weights = _check_lora_flags(loras, lora_scales)
+    if not (dataset / "motion.jsonl").is_file():
+        raise UserError(f"{dataset} has no motion.jsonl: write one with `dreamvideo data synth`")
+    pipe = load_pipeline(model)
+    if loras:
+        _load_adapters(pipe, loras, weights)
+    metrics = evaluate_clips(pipe, dataset, out, num, steps, batch_size)
+    for key in (
+        "direction_accuracy",
+        "label_accuracy",
+        "measured_still",
+        "mean_measured_dx",
+        "mean_measured_dy",
+    ):
+        value = metrics[key]
+        click.echo(f"{key:20s} {'n/a' if value is None else f'{value:.4f}'}")
+    click.echo(f"wrote {out / 'metrics.json'}")
 
 
 @evaluate.command("synthetic")

@@ -32,6 +32,7 @@ from .loading import (
     load_t2v,
     read_model_index,
 )
+from .lora import DreamVideoLoraLoaderMixin
 from .models import DreamVideoDenoiser, FrameRetentionBranch
 from .models.pixel_autoencoder import PixelShuffleAutoencoder
 from .sizes import unet_downscale, vae_scale_factor
@@ -51,13 +52,14 @@ class DreamVideoPipelineOutput(BaseOutput):
     frames: np.ndarray | list[list[PIL.Image.Image]] | torch.Tensor
 
 
-class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin):
+class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLoraLoaderMixin):
     """Image-to-video with text control: a T2V latent diffusion model plus a frame retention branch.
 
     Components: `vae`, `text_encoder`, `tokenizer`, `unet` (the base `UNet3DConditionModel`),
     `retention_branch` (`FrameRetentionBranch`) and `scheduler` (any diffusers scheduler;
     DDIM by default). Config values give the model's defaults (frames, fps, guidance scales,
-    denoising steps).
+    denoising steps). LoRA adapters load with diffusers' names (`load_lora_weights`,
+    `set_adapters`, `fuse_lora`, ...: `dreamvideo.lora`).
     """
 
     # The branch runs beside the UNet at every step, so it is left out of the chain (as diffusers

@@ -301,6 +301,23 @@ ACTIONS: dict[str, tuple[str, list[str]]] = {
     ),
 }
 ACTION_NAMES = list(ACTIONS)
+# Motions the default model never trained on: the clips of a fine-tuning example (a LoRA adapter
+# teaches one; docs/training.md). `make_clip(action=...)` renders them; the default data never
+# draws them. The last phrasing is held out, as above.
+NEW_ACTIONS: dict[str, tuple[str, list[str]]] = {
+    "move_up_right": (
+        "object",
+        [
+            "the {obj} moves diagonally up and to the right",
+            "a {obj} slides up and to the right",
+            "{obj} moving diagonally toward the top right",
+            "the {obj} travels up and right",
+            "the {obj} heads to the top right corner",
+            "the {obj} climbs diagonally to the right",
+        ],
+    ),
+}
+DIAGONALS = {"move_up_right": (1.0, -1.0)}  # (x, y) direction, y down
 OPPOSITES = [
     ("move_left", "move_right"),
     ("move_up", "move_down"),
@@ -534,12 +551,20 @@ def training_phrasings(action: str, count: int = 0) -> list[str]:
     of all but the last."""
     if not 0 <= count <= MAX_TRAIN_PHRASINGS:
         raise ValueError(f"train_phrasings must be from 0 to {MAX_TRAIN_PHRASINGS}, got {count}")
-    return ACTIONS[action][1][:-1][: count or None]
+    return _phrasings(action)[:-1][: count or None]
 
 
 def heldout_phrasing_of(action: str) -> str:
     """The one phrasing of an action that training never sees (the evaluation's)."""
-    return ACTIONS[action][1][-1]
+    return _phrasings(action)[-1]
+
+
+def _phrasings(action: str) -> list[str]:
+    if action in ACTIONS:
+        return ACTIONS[action][1]
+    if action in NEW_ACTIONS:
+        return NEW_ACTIONS[action][1]
+    raise ValueError(f"unknown action {action!r}")
 
 
 def _caption(
@@ -600,6 +625,14 @@ def _trajectory(
     else:
         path.obj_x += rng.uniform(-0.15, 0.15) * size
         path.obj_y += rng.uniform(-0.15, 0.15) * size
+    if action in DIAGONALS:
+        (sx, sy), step = DIAGONALS[action], speed / math.sqrt(2)  # per axis
+        step = min(step, (size - 2 * margin) / last)
+        travel = step * last
+        x0 = margin + rng.uniform(0, max(size - 2 * margin - travel, 0)) + (travel if sx < 0 else 0)
+        y0 = margin + rng.uniform(0, max(size - 2 * margin - travel, 0)) + (travel if sy < 0 else 0)
+        path.obj_x, path.obj_y = x0 + sx * step * t, y0 + sy * step * t
+        spec.dx, spec.dy = sx * step, sy * step
     if action in ROTATIONS:
         rate = rng.uniform(*ranges["rotation_deg"]) * (1 if action == "rotate_cw" else -1)
         path.obj_rot, spec.rotation_deg = rotation0 + rate * t, rate
@@ -647,11 +680,19 @@ def spec_dict(spec: ClipSpec) -> dict:
 
 
 def write_dataset(
-    out_dir, num: int, seed: int, split: str = "train", size: int = 64, num_frames: int = 16, fps: int = 8
+    out_dir,
+    num: int,
+    seed: int,
+    split: str = "train",
+    size: int = 64,
+    num_frames: int = 16,
+    fps: int = 8,
+    action: str | None = None,
 ) -> Path:
     """Write `num` clips as mp4 files plus `captions.csv` (path,caption: the layout real video data
     uses) and `motion.jsonl` (each clip's ground-truth motion). Built in a temporary folder and
-    renamed into place, so an interrupted run leaves nothing."""
+    renamed into place, so an interrupted run leaves nothing. `action` (one of ACTIONS or
+    NEW_ACTIONS) makes every clip that action."""
     import csv
     import json
     import shutil
@@ -667,6 +708,8 @@ def write_dataset(
         raise UserError(f"parent folder does not exist: {out.resolve().parent}")
     if num < 1:
         raise UserError(f"--num must be positive, got {num}")
+    if action is not None and action not in ACTIONS and action not in NEW_ACTIONS:
+        raise UserError(f"unknown action {action!r}: use one of {', '.join([*ACTIONS, *NEW_ACTIONS])}")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.resolve().parent))
     try:
         (tmp / "clips").mkdir()
@@ -677,7 +720,7 @@ def write_dataset(
             writer = csv.writer(captions)
             writer.writerow(["path", "caption"])
             for i in range(num):
-                frames, spec = make_clip(seed, i, split, size, num_frames)
+                frames, spec = make_clip(seed, i, split, size, num_frames, action=action)
                 name = f"clips/{i:06d}.mp4"
                 write_video(frames, tmp / name, fps=fps)
                 writer.writerow([name, spec.caption])

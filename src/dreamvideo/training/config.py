@@ -156,11 +156,21 @@ class TrainConfig:
     init: dict[str, str] = field(default_factory=dict)
     # Stage-specific knobs (losses, condition dropout, pipeline defaults).
     stage_options: dict[str, Any] = field(default_factory=dict)
+    # i2v only: train a LoRA adapter (dreamvideo.lora.LoraSettings) instead of the model itself.
+    lora: dict[str, Any] | None = None
     config_path: str | None = None  # paths inside a config are relative to the working directory
 
     def model_table(self):
         """`[model]` as this stage's typed table (`VAEModel`, `T2VModel` or `I2VModel`)."""
         return _build(STAGE_TABLES[self.stage][0], self.model, f"{self.config_path} [model]")
+
+    def lora_settings(self):
+        """`[lora]` as `LoraSettings`, or None when the config has no such table."""
+        if self.lora is None:
+            return None
+        from ..lora import LoraSettings
+
+        return _build(LoraSettings, self.lora, f"{self.config_path} [lora]").check()
 
     def options(self):
         """`[stage_options]` as this stage's typed table (`VAEOptions`, `T2VOptions`, `I2VOptions`)."""
@@ -222,8 +232,10 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Tr
         raise UserError(f"{path}: {e}") from e
     if config.stage not in STAGES:
         raise UserError(f"{path}: stage must be one of {', '.join(STAGES)}, got {config.stage!r}")
+    if config.lora is not None and config.stage != "i2v":
+        raise UserError(f"{path}: a [lora] table needs stage = 'i2v', got {config.stage!r}")
     try:  # unknown keys in the stage's tables are errors too
-        config.model_table(), config.options()
+        config.model_table(), config.options(), config.lora_settings()
     except TypeError as e:
         raise UserError(f"{path}: {e}") from e
     if config.optim.steps < 1 or config.optim.batch_size < 1 or config.optim.grad_accum < 1:

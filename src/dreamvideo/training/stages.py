@@ -27,6 +27,7 @@ from ..data.parallel import ParallelSource, render_clips
 from ..data.sources import ClipSource, make_source
 from ..errors import UserError
 from ..io.images import frames_to_signed
+from ..lora import adapter_state_dict, add_adapter, base_fingerprint, save_adapter
 from ..metrics import ssim
 from ..models import DreamVideoDenoiser, checkpoint_unet_blocks, mark_trainable
 from ..models.modelscope import NOISE_SCHEDULE
@@ -450,7 +451,14 @@ class I2VStage(_LatentVideoStage):
         self.vae, self.text_encoder, self.tokenizer = pipe.vae, pipe.text_encoder, pipe.tokenizer
         self._freeze(self.vae, self.text_encoder)
         self.module = DreamVideoDenoiser(pipe.unet, pipe.retention_branch).to(device)
-        mark_trainable(pipe.unet, pipe.retention_branch, train_all=bool(self.options.train_all))
+        self.lora = config.lora_settings()
+        if self.lora is not None:  # only the adapter trains, on top of a trained DreamVideo
+            if "dreamvideo" not in config.init:
+                raise UserError("a [lora] run adapts a trained model: it needs [init] dreamvideo = 'folder'")
+            self.base_fingerprint = base_fingerprint(pipe)
+            add_adapter(pipe, self.lora)
+        else:
+            mark_trainable(pipe.unet, pipe.retention_branch, train_all=bool(self.options.train_all))
         if config.optim.gradient_checkpointing:  # recompute block activations in backward
             pipe.retention_branch.gradient_checkpointing = True
             checkpoint_unet_blocks(pipe.unet)
@@ -471,6 +479,8 @@ class I2VStage(_LatentVideoStage):
         return self.prediction_loss(module(noisy, steps, context, image=reference), target, steps)
 
     def export(self, output_dir: Path) -> Path:
+        if self.lora is not None:
+            return self._export_adapter(output_dir / "lora")
         path = output_dir / "pipeline"
         self.pipe.unet.eval()
         self.pipe.retention_branch.eval()
@@ -489,6 +499,18 @@ class I2VStage(_LatentVideoStage):
             json.dumps(record | self.config.model | self.config.stage_options, indent=2) + "\n"
         )
         return path
+
+    def _export_adapter(self, folder: Path) -> Path:
+        """The adapter alone (`pytorch_lora_weights.safetensors`), with the base it adapts."""
+        info = {
+            "name": Path(self.config.output_dir).name,
+            "base_model": self.config.init["dreamvideo"],
+            "base_fingerprint": self.base_fingerprint,
+            "steps": self.config.optim.steps,
+            "data": self.config.data.kind,
+        }
+        save_adapter(folder, adapter_state_dict(self.pipe), self.lora, info)
+        return folder
 
 
 STAGES: dict[str, type[Stage]] = {"vae": VAEStage, "t2v": T2VStage, "i2v": I2VStage}
