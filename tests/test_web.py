@@ -15,6 +15,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 
 gr = pytest.importorskip("gradio")
 
@@ -150,6 +151,37 @@ def test_settings_are_checked_like_the_cli(web_pipe, tmp_path):
     for scale, value in (("image_scale", 10.5), ("text_scale", 1e38), ("text_scale", float("inf"))):
         with pytest.raises(UserError, match=scale.replace("_", " ")):
             gen.settings(**{**ok, scale: value}, **sampling)
+
+
+def test_lora_adapters_from_the_launch_folder_switch_on_per_request(tmp_path, photo):
+    """--lora-dir: every adapter loaded once, off unless a request picks it, at its scale."""
+    pytest.importorskip("peft")
+    from dreamvideo import lora
+
+    pipe = tiny_dreamvideo_pipeline("clip", seed=0, randomize_branch=True, default_num_frames=4)
+    params = lora.add_adapter(pipe, lora.LoraSettings(rank=4), "wave")
+    with torch.no_grad():
+        for p in params:
+            p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(0)))
+    record = {"base_fingerprint": lora.base_fingerprint(pipe)}
+    lora.save_adapter(
+        tmp_path / "wave", lora.adapter_state_dict(pipe, "wave"), lora.LoraSettings(rank=4), record
+    )
+    pipe.unload_lora_weights()
+    plain = VideoMaker(tiny_dreamvideo_pipeline("clip", seed=0, randomize_branch=True), tmp_path / "a")
+    gen = VideoMaker(pipe, tmp_path / "out", adapters={"wave": tmp_path / "wave"})
+    args = ("x", "", "image+text", 1.5, 5.0, 2, 4, 8, 3, False)
+    off, on = gen.settings(*args), gen.settings(*args, ["wave"], 1.0)
+    assert "LoRA wave ×1" in on.describe() and "LoRA" not in off.describe()
+    base = plain.generate(photo, plain.settings(*args))
+    first_off = gen.generate(photo, off)
+    assert np.array_equal(first_off, base)
+    assert not np.array_equal(gen.generate(photo, on), base)
+    assert np.array_equal(gen.generate(photo, off), base)  # off again after a request used it
+    with pytest.raises(UserError, match="no LoRA adapter named 'other'"):
+        gen.settings(*args, ["other"], 1.0)
+    with pytest.raises(UserError, match="lora scale must be from 0 to 2"):
+        gen.settings(*args, ["wave"], 3.0)
 
 
 def test_stop_ends_a_running_generation_at_the_next_step(web_pipe, tmp_path, photo):
@@ -326,6 +358,7 @@ def test_ten_concurrent_requests_all_complete(server, photo):
         (["--concurrency", "0"], "--concurrency and --queue-size"),
         (["--max-upload-mb", "0"], "--max-upload-mb"),
         (["--model", "no/such/folder"], "no/such/folder"),
+        (["--lora-dir", "no/such/adapters"], "LoRA folder not found"),
     ],
 )
 def test_web_command_refuses_bad_options(args, message, capsys):

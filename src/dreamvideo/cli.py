@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import random
+import re
 import sys
 import time
 from pathlib import Path
@@ -981,6 +982,12 @@ def bench(
 @click.option("--queue-size", type=int, default=64, show_default=True, help="Requests waiting at most.")
 @click.option("--max-upload-mb", type=float, default=20, show_default=True, help="Upload size limit.")
 @click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
+@click.option(
+    "--lora-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A folder of LoRA adapters the page can switch on (each a folder or .safetensors file).",
+)
 @debug_option
 def web(
     host: str,
@@ -990,6 +997,7 @@ def web(
     queue_size: int,
     max_upload_mb: float,
     device: str | None,
+    lora_dir: Path | None,
     debug: bool,
 ) -> None:
     """Serve the Gradio web app (binds 127.0.0.1; never a public share link)."""
@@ -1001,6 +1009,7 @@ def web(
         raise UserError("--concurrency and --queue-size must be at least 1, --max-upload-mb above 0")
     if importlib.util.find_spec("gradio") is None:  # an optional extra: say how to get it
         raise UserError("the web app needs gradio, which is not installed: pip install -e '.[web]'")
+    adapters = _adapters_in(lora_dir) if lora_dir is not None else None
     import torch
 
     from .web import launch
@@ -1010,7 +1019,24 @@ def web(
     from .pipeline import load_pipeline
 
     pipe = load_pipeline(model).to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    launch(pipe, host, port, concurrency=concurrency, queue_size=queue_size, max_upload_mb=max_upload_mb)
+    options = {"concurrency": concurrency, "queue_size": queue_size, "max_upload_mb": max_upload_mb}
+    launch(pipe, host, port, **options, adapters=adapters)
+
+
+def _adapters_in(folder: Path) -> dict[str, Path]:
+    """name -> path of every adapter in `folder`, each read and checked before the model loads."""
+    from .lora import find_adapters, read_adapter, require_peft
+
+    require_peft()
+    adapters: dict[str, Path] = {}
+    for path in find_adapters(folder):
+        name = re.sub(r"\W+", "_", read_adapter(path).name)
+        if name in adapters:
+            raise UserError(f"two adapters in {folder} are named {name!r}: rename one")
+        adapters[name] = path
+    if not adapters:
+        raise UserError(f"no LoRA adapter in {folder}")
+    return adapters
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,6 +41,7 @@ LIMITS = {
     "fps": (1, 30),
     "image_scale": (0.0, 10.0),
     "text_scale": (0.0, 15.0),
+    "lora_scale": (0.0, 2.0),  # narrower than the CLI's (lora.MAX_LORA_SCALE): a page's sensible range
 }
 MAX_EXTENDED_FRAMES = 256  # "Extend" stops growing a clip here
 KEEP_OUTPUTS = 200  # newest videos kept in the output folder; older ones are deleted
@@ -60,12 +61,15 @@ class Settings:
     frames: int = 8
     fps: int = 8
     seed: int = 0
+    adapters: tuple[str, ...] = ()  # LoRA adapters of the app's --lora-dir, all at lora_scale
+    lora_scale: float = 1.0
 
     def describe(self) -> str:
         text = f"“{self.prompt}”" if self.prompt else "(no prompt)"
+        lora = f" · LoRA {', '.join(self.adapters)} ×{self.lora_scale:g}" if self.adapters else ""
         return (
             f"{text} · {self.mode} · s_img {self.image_scale:g} · s_txt {self.text_scale:g} · "
-            f"{self.steps} steps · {self.frames} frames · seed {self.seed}"
+            f"{self.steps} steps · {self.frames} frames · seed {self.seed}{lora}"
         )
 
 
@@ -86,8 +90,14 @@ class Cancelled(UserError):
 class VideoMaker:
     """Turns page inputs into videos; all model calls go through here (and its lock)."""
 
-    def __init__(self, pipe, output_dir: str | Path | None = None):
+    def __init__(self, pipe, output_dir: str | Path | None = None, adapters: dict[str, Path] | None = None):
         self.pipe = pipe
+        # Every adapter loaded once, switched off; each request switches on the ones it picks.
+        self.adapters = [
+            pipe.load_lora_weights(path, adapter_name=name) for name, path in (adapters or {}).items()
+        ]
+        if self.adapters:
+            pipe.set_adapters([])
         self.output_dir = Path(output_dir or tempfile.mkdtemp(prefix="dreamvideo-web-"))
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()  # the queue already serialises; this guards direct calls too
@@ -107,6 +117,8 @@ class VideoMaker:
         fps: float,
         seed: float | None,
         random_seed: bool,
+        adapters: list[str] | tuple[str, ...] = (),
+        lora_scale: float = 1.0,
     ) -> Settings:
         from .pipeline import check_sampling_values
 
@@ -117,7 +129,8 @@ class VideoMaker:
             if not isinstance(value, int | float) or not math.isfinite(value) or float(value) != int(value):
                 raise UserError(f"{name} must be a whole number, got {value}")
         steps, frames, fps = int(steps), int(frames), int(fps)
-        for name, value in {**values, "image_scale": image_scale, "text_scale": text_scale}.items():
+        scales = {"image_scale": image_scale, "text_scale": text_scale, "lora_scale": lora_scale}
+        for name, value in {**values, **scales}.items():
             low, high = LIMITS[name]
             if not isinstance(value, int | float) or not low <= value <= high:
                 raise UserError(f"{name.replace('_', ' ')} must be from {low:g} to {high:g}, got {value}")
@@ -126,6 +139,11 @@ class VideoMaker:
             seed = random.randrange(MAX_SEED)
         elif float(seed) != int(seed) or not 0 <= int(seed) <= MAX_SEED:
             raise UserError(f"seed must be a whole number from 0 to {MAX_SEED}, got {seed}")
+        unknown = [a for a in adapters or () if a not in self.adapters]
+        if unknown:
+            raise UserError(
+                f"no LoRA adapter named {unknown[0]!r} (this app has: {', '.join(self.adapters) or 'none'})"
+            )
         return Settings(
             (prompt or "").strip(),
             (negative_prompt or "").strip(),
@@ -136,6 +154,8 @@ class VideoMaker:
             frames,
             fps,
             int(seed),
+            tuple(adapters or ()),
+            float(lora_scale),
         )
 
     def generate(
@@ -161,6 +181,9 @@ class VideoMaker:
             return tensors
 
         with self._model_lock:
+            if self.adapters:
+                names = list(settings.adapters)
+                self.pipe.set_adapters(names, [settings.lora_scale] * len(names))
             result = self.pipe(
                 reference,
                 prompt=settings.prompt,
@@ -198,11 +221,12 @@ class VideoMaker:
         self._cancelled.add(session)
 
 
-def build_app(pipe, output_dir: str | Path | None = None):
-    """The Gradio Blocks app for a loaded pipeline (not launched)."""
+def build_app(pipe, output_dir: str | Path | None = None, adapters: dict[str, Path] | None = None):
+    """The Gradio Blocks app for a loaded pipeline (not launched); `adapters` (name -> LoRA
+    file or folder) can be picked on the page."""
     import gradio as gr
 
-    maker = VideoMaker(pipe, output_dir)
+    maker = VideoMaker(pipe, output_dir, adapters)
     cfg = pipe.config
     defaults = Settings(
         prompt="",
@@ -213,7 +237,7 @@ def build_app(pipe, output_dir: str | Path | None = None):
         steps=pipe.default_num_inference_steps,
     )
     with gr.Blocks(title="DreamVideo", delete_cache=CACHE_CLEANUP) as demo:
-        ui = _layout(defaults)
+        ui = _layout(defaults, maker.adapters)
         _wire(ui, maker)
     demo.dreamvideo_output_dir = maker.output_dir
     return demo
@@ -281,11 +305,13 @@ def _generate_handler(maker: "VideoMaker"):
         fps,
         seed,
         random_seed,
+        adapters,
+        lora_scale,
         gallery,
         request: gr.Request,
         progress=gr.Progress(),  # noqa: B008
     ):
-        sampling = (negative, mode, s_img, s_txt, steps, frames, fps, seed, random_seed)
+        sampling = (negative, mode, s_img, s_txt, steps, frames, fps, seed, random_seed, adapters, lora_scale)
         try:
             settings = maker.settings(prompt, *sampling)
             video = maker.generate(image, settings, progress, session=request.session_hash)
@@ -344,11 +370,13 @@ def _compare_handler(maker: "VideoMaker"):
         fps,
         seed,
         random_seed,
+        adapters,
+        lora_scale,
         gallery,
         request: gr.Request,
         progress=gr.Progress(),  # noqa: B008
     ):
-        sampling = (negative, mode, s_img, s_txt, steps, frames, fps, seed, random_seed)
+        sampling = (negative, mode, s_img, s_txt, steps, frames, fps, seed, random_seed, adapters, lora_scale)
         outputs = []
         try:
             first = maker.settings(prompt_a, *sampling)
@@ -364,7 +392,7 @@ def _compare_handler(maker: "VideoMaker"):
     return _guarded(on_compare)
 
 
-def _layout(defaults: Settings) -> SimpleNamespace:
+def _layout(defaults: Settings, adapters: list[str]) -> SimpleNamespace:
     """The page's components (inside an open `gr.Blocks`), by name."""
     import gradio as gr
 
@@ -377,7 +405,7 @@ def _layout(defaults: Settings) -> SimpleNamespace:
     ui.gallery_state = gr.State([])
     with gr.Row():
         with gr.Column():
-            _input_controls(ui, defaults)
+            _input_controls(ui, defaults, adapters)
         with gr.Column():
             ui.video = gr.Video(label="Video", autoplay=True, loop=True, height=320, elem_id="video")
             ui.details = gr.Markdown(elem_id="details")
@@ -394,7 +422,7 @@ def _layout(defaults: Settings) -> SimpleNamespace:
     return ui
 
 
-def _input_controls(ui: SimpleNamespace, defaults: Settings) -> None:
+def _input_controls(ui: SimpleNamespace, defaults: Settings, adapters: list[str]) -> None:
     """The left column: image, prompts, guidance and sampling settings, buttons, examples."""
     import gradio as gr
 
@@ -421,6 +449,12 @@ def _input_controls(ui: SimpleNamespace, defaults: Settings) -> None:
     with gr.Row():
         ui.seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
         ui.random_seed = gr.Checkbox(value=True, label="Random seed", elem_id="random-seed")
+    if adapters:
+        with gr.Row():
+            ui.adapters = gr.CheckboxGroup(adapters, value=[], label="LoRA adapters", elem_id="adapters")
+            ui.lora_scale = gr.Slider(*LIMITS["lora_scale"], value=1.0, step=0.05, label="LoRA scale")
+    else:  # the handlers take the same inputs either way
+        ui.adapters, ui.lora_scale = gr.State([]), gr.State(1.0)
     with gr.Row():
         ui.generate = gr.Button("Generate", variant="primary", elem_id="generate")
         ui.extend = gr.Button("Extend", elem_id="extend")
@@ -449,6 +483,8 @@ def _wire(ui: SimpleNamespace, maker: "VideoMaker") -> None:
         ui.fps,
         ui.seed,
         ui.random_seed,
+        ui.adapters,
+        ui.lora_scale,
     ]
     shown = [ui.video, ui.download, ui.details, ui.clip_state, ui.gallery_state, ui.gallery]
     generating = ui.generate.click(
@@ -484,9 +520,10 @@ def launch(
     queue_size: int = 64,
     max_upload_mb: float = 20,
     block: bool = True,
+    adapters: dict[str, Path] | None = None,
 ):
     """Queue and serve the app; never opens a public share link."""
-    demo = build_app(pipe)
+    demo = build_app(pipe, adapters=adapters)
     demo.queue(default_concurrency_limit=concurrency, max_size=queue_size)
     demo.launch(
         server_name=host,
