@@ -4,7 +4,9 @@ cross-attention 1024, head dim 64) with random weights, DreamVideo built from it
 Reports parameter counts (base, branch, trainable), one denoising step at a small size (the
 three guidance conditions batched, as the pipeline runs them), the zero-init property at full
 width, activation bytes measured at 256x256 for 1 and 2 frames (extrapolated to 16: linear in
-frames), and the per-GPU training memory table of docs/full-size.md.
+frames), and the per-GPU training memory table of docs/full-size.md, with the rows for a LoRA
+adapter (`--lora-rank`, on the branch and the temporal layers: dreamvideo.lora) measured the same
+way on the model with the adapter in place.
 
     python scripts/fullsize_check.py --out docs/full-size/fullsize_check.json
     (minutes on 2 CPU cores; about 20 GB of RAM at full width)
@@ -87,54 +89,9 @@ def activation_bytes(denoiser, frames: int, latent: int, checkpointing: bool) ->
         )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--width-divisor", type=int, default=1, help="1: the real widths (8: a quick dry run)"
-    )
-    parser.add_argument("--step-frames", type=int, default=2)
-    parser.add_argument("--step-size", type=int, default=128, help="pixels, for the denoising step")
-    parser.add_argument("--train-size", type=int, default=256, help="pixels, for the activation count")
-    parser.add_argument("--train-frames", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
-    start = time.perf_counter()
-    torch.manual_seed(0)
-    denoiser = build_denoiser(args.width_divisor).eval()
-    build_s = time.perf_counter() - start
-    counts = parameter_counts(denoiser, args.width_divisor)
-    print(f"built in {build_s:.0f} s: " + ", ".join(f"{k} {v / 1e6:.1f} M" for k, v in counts.items()))
-    step = denoising_step(denoiser, args.step_frames, args.step_size // 8)
-    print(f"one denoising step: {step}")
-
-    latent = args.train_size // 8
-    measured = {}
-    for checkpointing in (False, True):
-        per_frames = {f: activation_bytes(denoiser, f, latent, checkpointing) for f in (1, 2)}
-        slope = per_frames[2] - per_frames[1]
-        extrapolated = per_frames[1] + slope * (args.train_frames - 1)
-        measured[checkpointing] = {
-            "fp32_bytes_1_frame": per_frames[1],
-            "fp32_bytes_2_frames": per_frames[2],
-            f"fp32_bytes_{args.train_frames}_frames_extrapolated": extrapolated,
-        }
-        print(f"activations, checkpointing={checkpointing}: {measured[checkpointing]}")
-
-    total = sum(v for k, v in counts.items() if k in ("base_unet", "branch", "vae", "text_encoder"))
-    trainable = counts["trainable"]
+def memory_rows(settings, total: int, trainable: int, measured: dict, args) -> list[dict]:
     rows = []
-    for label, size, gpus, zero, checkpointing in (
-        ("1 GPU or DDP, no checkpointing", 256, 1, 0, False),
-        ("1 GPU or DDP, gradient checkpointing", 256, 1, 0, True),
-        ("8 GPUs, DeepSpeed ZeRO-2, checkpointing", 256, 8, 2, True),
-        ("1 GPU or DDP, checkpointing, 512x512", 512, 1, 0, True),
-    ):
+    for label, size, gpus, zero, checkpointing in settings:
         fp32 = measured[checkpointing][f"fp32_bytes_{args.train_frames}_frames_extrapolated"]
         # bf16 autocast keeps most saved activations in half precision; pixels scale linearly.
         activations = 0.5 * fp32 * (size / args.train_size) ** 2
@@ -151,6 +108,89 @@ def main() -> None:
                 "total_gib": memory.total / GiB,
             }
         )
+    return rows
+
+
+def measured_activations(denoiser, latent: int, args) -> dict:
+    """Saved activation bytes at 1 and 2 frames, without and with checkpointing, extrapolated."""
+    measured = {}
+    for checkpointing in (False, True):
+        per_frames = {f: activation_bytes(denoiser, f, latent, checkpointing) for f in (1, 2)}
+        slope = per_frames[2] - per_frames[1]
+        extrapolated = per_frames[1] + slope * (args.train_frames - 1)
+        measured[checkpointing] = {
+            "fp32_bytes_1_frame": per_frames[1],
+            "fp32_bytes_2_frames": per_frames[2],
+            f"fp32_bytes_{args.train_frames}_frames_extrapolated": extrapolated,
+        }
+        print(f"activations, checkpointing={checkpointing}: {measured[checkpointing]}")
+    return measured
+
+
+def lora_activations(denoiser, latent: int, args) -> tuple[int, dict]:
+    """Trainable parameters and activations with a LoRA adapter on the branch and temporal layers
+    (the base frozen: autograd still keeps what the backward pass to the adapters needs)."""
+    from types import SimpleNamespace
+
+    from dreamvideo.lora import LoraSettings, add_adapter
+
+    unet = denoiser.unet  # undo the full rows' block checkpointing, so the first LoRA row runs without
+    for block in [*unet.down_blocks, unet.mid_block, *unet.up_blocks]:
+        if getattr(block, "_dreamvideo_checkpointed", False):
+            del block.forward, block._dreamvideo_checkpointed  # the class's own forward again
+    components = SimpleNamespace(unet=unet, retention_branch=denoiser.branch)
+    params = add_adapter(components, LoraSettings(rank=args.lora_rank))
+    return sum(p.numel() for p in params), measured_activations(denoiser, latent, args)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--width-divisor", type=int, default=1, help="1: the real widths (8: a quick dry run)"
+    )
+    parser.add_argument("--step-frames", type=int, default=2)
+    parser.add_argument("--step-size", type=int, default=128, help="pixels, for the denoising step")
+    parser.add_argument("--train-size", type=int, default=256, help="pixels, for the activation count")
+    parser.add_argument("--train-frames", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--lora-rank", type=int, default=8, help="the LoRA rows' rank (0: no LoRA rows)")
+    parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    start = time.perf_counter()
+    torch.manual_seed(0)
+    denoiser = build_denoiser(args.width_divisor).eval()
+    build_s = time.perf_counter() - start
+    counts = parameter_counts(denoiser, args.width_divisor)
+    print(f"built in {build_s:.0f} s: " + ", ".join(f"{k} {v / 1e6:.1f} M" for k, v in counts.items()))
+    step = denoising_step(denoiser, args.step_frames, args.step_size // 8)
+    print(f"one denoising step: {step}")
+
+    latent = args.train_size // 8
+    measured = measured_activations(denoiser, latent, args)
+
+    total = sum(v for k, v in counts.items() if k in ("base_unet", "branch", "vae", "text_encoder"))
+    settings = [
+        ("1 GPU or DDP, no checkpointing", 256, 1, 0, False),
+        ("1 GPU or DDP, gradient checkpointing", 256, 1, 0, True),
+        ("8 GPUs, DeepSpeed ZeRO-2, checkpointing", 256, 8, 2, True),
+        ("1 GPU or DDP, checkpointing, 512x512", 512, 1, 0, True),
+    ]
+    rows = memory_rows(settings, total, counts["trainable"], measured, args)
+    if args.lora_rank:
+        counts["lora_trainable"], lora_measured = lora_activations(denoiser, latent, args)
+        lora_settings = [
+            (f"LoRA rank {args.lora_rank}, 1 GPU, no checkpointing", 256, 1, 0, False),
+            (f"LoRA rank {args.lora_rank}, 1 GPU, gradient checkpointing", 256, 1, 0, True),
+            (f"LoRA rank {args.lora_rank}, 1 GPU, checkpointing, 512x512", 512, 1, 0, True),
+        ]
+        rows += memory_rows(lora_settings, total, counts["lora_trainable"], lora_measured, args)
+        measured |= {f"lora_{k}": v for k, v in lora_measured.items()}
+        print(f"LoRA rank {args.lora_rank}: {counts['lora_trainable'] / 1e6:.2f} M trainable parameters")
     print("\n| setting | weights | grads + AdamW + EMA | activations (bf16) | total per GPU |")
     print("|---|---|---|---|---|")
     for r in rows:

@@ -5,6 +5,7 @@ peak GPU memory.
 
     python scripts/gpu_smoke.py                       # on a GPU machine
     python scripts/gpu_smoke.py --checkpointing       # with gradient checkpointing
+    python scripts/gpu_smoke.py --lora-rank 8         # a LoRA adapter trains instead (dreamvideo.lora)
     python scripts/gpu_smoke.py --device cpu --width-divisor 8 --frames 2 --size 64 --steps 2   # dry run
 
 On a CPU, bf16 autocast gives non-finite weight gradients in the temporal convolutions (PyTorch's
@@ -37,6 +38,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed steps (after one warm-up step)")
     parser.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default="bf16", help="autocast dtype")
     parser.add_argument("--checkpointing", action="store_true")
+    parser.add_argument("--lora-rank", type=int, default=0, help="> 0: train a LoRA adapter of this rank")
     parser.add_argument("--out", default=None, help="also append the result as a JSON line to this file")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -48,6 +50,13 @@ def main() -> None:
     if args.checkpointing:
         denoiser.branch.gradient_checkpointing = True
         checkpoint_unet_blocks(denoiser.unet)
+    if args.lora_rank:  # the adapter on the branch and the temporal layers, the base frozen
+        from types import SimpleNamespace
+
+        from dreamvideo.lora import LoraSettings, add_adapter
+
+        components = SimpleNamespace(unet=denoiser.unet, retention_branch=denoiser.branch)
+        add_adapter(components, LoraSettings(rank=args.lora_rank))
     params = [p for p in denoiser.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-5)
     latent = args.size // 8
@@ -90,6 +99,7 @@ def main() -> None:
         "batch": args.batch,
         "dtype": args.dtype,
         "checkpointing": args.checkpointing,
+        "lora_rank": args.lora_rank,
         "parameters": count_parameters(denoiser),
         "trainable": sum(p.numel() for p in params),
         "seconds_per_step": round(seconds, 3),
