@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw, ImageFilter
 # action -> (kind, phrasings). The last phrasing of each action is held out of training; its words
 # (drifts, floats, sinks, revolves, swells, dwindles, sweeps, pushes in, pulls away, remains
 # motionless) are in no training phrasing. The first design trained on the first five only;
-# held-out wording then cost 0.18 action accuracy (docs/model-card.md), so 15 are trained by
+# held-out wording then cost 0.18 action accuracy (docs/research-log.md), so 15 are trained by
 # default (`data.train_phrasings` picks fewer).
 ACTIONS: dict[str, tuple[str, list[str]]] = {
     "move_left": (
