@@ -120,6 +120,38 @@ def test_guidance_scale_is_the_text_scale(pipe, photo):
         pipe(photo, "a ball", guidance_scale=3.0, text_guidance_scale=4.0, **FAST)
 
 
+def test_a_callback_changes_the_guidance_scales_between_steps(pipe, photo):
+    """diffusers' test_callback_cfg: the scales are properties read every step, so a step-end
+    callback that raises `pipe._guidance_scale` changes the rest of the sampling."""
+
+    def raise_scales(p, step, t, tensors):
+        p._guidance_scale += 1.0
+        p._image_guidance_scale += 0.5
+        return tensors
+
+    changed = pipe(photo, "a ball", text_guidance_scale=2.0, image_guidance_scale=1.0,
+                   callback_on_step_end=raise_scales, generator=gen(0), **FAST).frames  # fmt: skip
+    assert pipe.guidance_scale == 2.0 + FAST["num_inference_steps"]
+    assert pipe.image_guidance_scale == 1.0 + 0.5 * FAST["num_inference_steps"]
+    fixed = pipe(photo, "a ball", text_guidance_scale=2.0, image_guidance_scale=1.0, generator=gen(0), **FAST)
+    assert pipe.guidance_scale == 2.0
+    assert np.abs(changed - fixed.frames).max() > 1e-4
+
+
+def test_pipeline_builds_with_only_its_text_components(pipe):
+    """diffusers' test_encode_prompt_works_in_isolation: the other components may be None."""
+    from dreamvideo.pipeline import DreamVideoPipeline
+
+    text_only = DreamVideoPipeline(
+        vae=None, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, unet=None,
+        retention_branch=None, scheduler=None,
+    )  # fmt: skip
+    alone = text_only.encode_prompt(PROMPTS, negative_prompt="blurry")
+    full = pipe.encode_prompt(PROMPTS, negative_prompt="blurry")
+    for a, b in zip(alone, full, strict=True):
+        torch.testing.assert_close(a, b)
+
+
 def test_eta_reaches_ddim_only(pipe, photo):
     assert isinstance(pipe.scheduler, DDIMScheduler)
     a = pipe(photo, "a ball", eta=1.0, generator=gen(0), **FAST).frames

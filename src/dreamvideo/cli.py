@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 
 from .errors import UserError
+from .evaluation import SPLITS, VARIANTS
 from .limits import MODES
 
 # name -> (diffusers class, config overrides). Euler-a and PNDM have no x-prediction ("sample").
@@ -637,7 +638,7 @@ def eval_clips(
 )
 @click.option(
     "--variant",
-    type=click.Choice(["full", "no-branch", "no-image-guidance", "repeat-reference", "text-only"]),
+    type=click.Choice(VARIANTS),
     default="full",
     show_default=True,
     help="Ablation: the model as is, without its retention branch, without image guidance, "
@@ -645,7 +646,7 @@ def eval_clips(
 )
 @click.option(
     "--split",
-    type=click.Choice(["heldout", "seen-phrasings", "train"]),
+    type=click.Choice(SPLITS),
     default="heldout",
     show_default=True,
     help="Held-out clips, photos and phrasings; the same clips with training phrasings; or the "
@@ -1040,6 +1041,11 @@ def _adapters_in(folder: Path) -> dict[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # The command never reaches a model hub (every model is a local folder or an installed
+    # package); set before any hub library loads, for this process only. The library itself
+    # relies on local_files_only instead of changing a host program's environment.
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
+        os.environ.setdefault(name, "1")
     args = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in args or os.environ.get("DREAMVIDEO_DEBUG") == "1"
     try:

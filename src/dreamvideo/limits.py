@@ -16,6 +16,7 @@ MAX_STEPS = 1000  # the noise schedule's training steps
 MAX_GUIDANCE_SCALE = 100.0  # far above any useful scale (defaults 1.5 / 5); larger ones overflow
 MAX_FPS = 240
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes [-2**63, 2**64); negatives alias large seeds
+MAX_LORA_SCALE = 4.0  # an adapter's weight, either sign (a negative one pushes away from it)
 
 
 class GuidanceMode(StrEnum):

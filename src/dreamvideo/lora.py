@@ -29,13 +29,13 @@ from typing import Any
 import torch
 
 from .errors import UserError
+from .limits import MAX_LORA_SCALE
 
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"  # diffusers' LORA_WEIGHT_NAME_SAFE
 ADAPTER_METADATA_KEY = "lora_adapter_metadata"  # diffusers' LORA_ADAPTER_METADATA_KEY
 DREAMVIDEO_METADATA_KEY = "dreamvideo_lora"
 COMPONENTS = ("unet", "retention_branch")
 INSTALL_HINT = 'LoRA needs peft: pip install -e ".[lora]" (or pip install peft)'
-MAX_LORA_SCALE = 4.0
 
 _PROJECTIONS = r"(to_q|to_k|to_v|to_out\.0)"
 # name -> (component, regex of the linear layers it adapts; peft matches whole module names)

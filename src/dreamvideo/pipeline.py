@@ -98,7 +98,9 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
             default_text_guidance_scale=default_text_guidance_scale,
             default_num_inference_steps=default_num_inference_steps,
         )
-        self.vae_scale_factor = vae_scale_factor(self.vae.config)
+        # Any component may be None (as diffusers allows, e.g. the text parts alone for
+        # `encode_prompt`); the VAE factor then takes the usual 8.
+        self.vae_scale_factor = vae_scale_factor(self.vae.config) if self.vae is not None else 8
         self.video_processor = VideoProcessor(do_resize=False, vae_scale_factor=self.vae_scale_factor)
 
     # ----------------------------------------------------------------- construction
@@ -276,13 +278,18 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
     def disable_vae_slicing(self) -> None:
         self._decode_chunk_override = None
 
+    @property
+    def _embedding_dtype(self) -> torch.dtype:
+        """Text embeddings are cast to the UNet's dtype (the text encoder's, built without one)."""
+        return (self.unet if self.unet is not None else self.text_encoder).dtype
+
     def encode_text(
         self, prompts: list[str], negative_prompts: list[str]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompt embeddings and the 'null text' embeddings (the negative prompt, empty by default),
         encoded in one batch."""
         embeds = encode_prompts(self.tokenizer, self.text_encoder, prompts + negative_prompts)
-        embeds = embeds.to(self.unet.dtype)
+        embeds = embeds.to(self._embedding_dtype)
         return embeds[: len(prompts)], embeds[len(prompts) :]
 
     def encode_prompt(
@@ -309,7 +316,9 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
             negatives = _negatives(negative_prompt, prompt_embeds.shape[0])
             negative_prompt_embeds = self.encode_text([], negatives)[1]
         device = device or self._execution_device
-        prompt_embeds = prompt_embeds.to(device, self.unet.dtype).repeat_interleave(num_videos_per_prompt, 0)
+        prompt_embeds = prompt_embeds.to(device, self._embedding_dtype).repeat_interleave(
+            num_videos_per_prompt, 0
+        )
         if not do_classifier_free_guidance:
             return prompt_embeds, None
         expected = (prompt_embeds.shape[0] // num_videos_per_prompt, *prompt_embeds.shape[1:])
@@ -318,7 +327,7 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
                 f"negative_prompt_embeds have shape {tuple(negative_prompt_embeds.shape)}, "
                 f"expected {expected}"
             )
-        negative_prompt_embeds = negative_prompt_embeds.to(device, self.unet.dtype)
+        negative_prompt_embeds = negative_prompt_embeds.to(device, self._embedding_dtype)
         return prompt_embeds, negative_prompt_embeds.repeat_interleave(num_videos_per_prompt, 0)
 
     def prepare_latents(
@@ -411,6 +420,17 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
     def num_timesteps(self) -> int:
         """Denoising steps of the last (or running) call, all segments together."""
         return self._num_timesteps
+
+    @property
+    def guidance_scale(self) -> float:
+        """The text guidance scale of the running (or last) call; a step-end callback may set
+        `pipe._guidance_scale` to change it from the next step on (diffusers' convention)."""
+        return self._guidance_scale
+
+    @property
+    def image_guidance_scale(self) -> float:
+        """The image guidance scale, changeable the same way (`pipe._image_guidance_scale`)."""
+        return self._image_guidance_scale
 
     @property
     def interrupt(self) -> bool:
@@ -512,35 +532,54 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
         reference = reference.repeat_interleave(num_videos_per_prompt, 0)
         null_features = self.encode_reference(torch.zeros_like(reference))
 
-        sampler = _Sampling(
-            num_inference_steps=num_inference_steps,
-            num_segments=num_segments,
-            generator=generator,
-            latents=latents,
-            output_type=output_type,
-            decode_chunk_size=decode_chunk_size,
-            mode=mode,
-            conditions=guidance_conditions(mode),
-            image_scale=s_img,
-            text_scale=s_txt,
-            conditioning_scale=conditioning_scale,
-            cross_attention_kwargs=cross_attention_kwargs,
-            step_kwargs=self.prepare_extra_step_kwargs(generator, eta),
-            tensor_inputs=tuple(callback_on_step_end_tensor_inputs),
-            on_step_end=callback_on_step_end,
-            **legacy,
-        )
-        # 4-5. Prepare latents and denoise, segment by segment.
-        segments = self._sample_segments(
-            reference,
-            null_features,
-            prompt_embeds,
-            negative_prompt_embeds,
-            sampler,
-            num_frames,
-            height,
-            width,
-        )
+        # Sampling state under diffusers' names: a step-end callback may change the scales.
+        self._guidance_scale, self._image_guidance_scale = s_txt, s_img
+        step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
+        segments: list[torch.Tensor] = []
+        with self.progress_bar(total=self._num_timesteps) as progress:
+            for segment in range(num_segments):
+                # 4. Timesteps and latents; a later segment starts from the previous one's last frame.
+                self.scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
+                initial = latents if segment == 0 else None
+                x = self.prepare_latents(len(reference), num_frames, height, width, generator, initial)
+                # 5. Denoise: every guidance condition in one batched forward a step.
+                model = self.guided_model(
+                    mode,
+                    self.encode_reference(reference),
+                    null_features,
+                    conditioning_scale,
+                    cross_attention_kwargs,
+                )
+                for i, t in enumerate(self.scheduler.timesteps):
+                    if self.interrupt:
+                        continue
+                    prediction = model(x, t, prompt_embeds, negative_prompt_embeds)
+                    x = self.scheduler.step(prediction, t, x, **step_kwargs).prev_sample
+                    step = segment * num_inference_steps + i
+                    if not torch.isfinite(x).all():  # would decode to a black video
+                        raise UserError(
+                            f"sampling diverged at step {step + 1} (non-finite latents): "
+                            "lower the guidance scales or use another scheduler"
+                        )
+                    if callback_on_step_end is not None:
+                        tensors = {
+                            "latents": x,
+                            "prompt_embeds": prompt_embeds,
+                            "negative_prompt_embeds": negative_prompt_embeds,
+                        }
+                        asked = {k: tensors[k] for k in callback_on_step_end_tensor_inputs}
+                        tensors |= callback_on_step_end(self, step, t, asked) or {}
+                        x, prompt_embeds = tensors["latents"], tensors["prompt_embeds"]
+                        negative_prompt_embeds = tensors["negative_prompt_embeds"]
+                    progress.update()
+                    if legacy["callback"] is not None and i % legacy["callback_steps"] == 0:
+                        legacy["callback"](step, int(t), x)
+                if output_type == "latent":
+                    segments = [x]
+                    break
+                video = self.decode_latents(x, decode_chunk_size)
+                segments.append(video if segment == 0 else video[:, :, 1:])
+                reference = video[:, :, -1].clamp(-1, 1).to(reference.dtype)
 
         # 6. Post-process.
         self.maybe_free_model_hooks()
@@ -551,131 +590,39 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
             return (frames,)
         return DreamVideoPipelineOutput(frames=frames)
 
-    def _sample_segments(
+    def guided_model(
         self,
-        reference: torch.Tensor,
-        null_features: torch.Tensor,
-        prompt_embeds: torch.Tensor,
-        negative_prompt_embeds: torch.Tensor | None,
-        sampler: _Sampling,
-        num_frames: int,
-        height: int,
-        width: int,
-    ) -> list[torch.Tensor]:
-        """Decoded segments (B, 3, F, H, W), each after the first without its repeated first frame,
-        or [final latents] for output_type 'latent'."""
-        steps = sampler.num_inference_steps
-        segments: list[torch.Tensor] = []
-        with self.progress_bar(total=self._num_timesteps) as progress:
-            for segment in range(sampler.num_segments):
-                # 4. Timesteps and latents; a later segment starts from the previous one's last frame.
-                self.scheduler.set_timesteps(steps, device=self._execution_device)
-                initial = sampler.latents if segment == 0 else None
-                x = self.prepare_latents(
-                    len(reference), num_frames, height, width, sampler.generator, initial
-                )
-                # 5. Denoise.
-                x, prompt_embeds, negative_prompt_embeds = self._denoise(
-                    x,
-                    self.encode_reference(reference),
-                    null_features,
-                    prompt_embeds,
-                    negative_prompt_embeds,
-                    sampler,
-                    first_step=segment * steps,
-                    progress=progress,
-                )
-                if sampler.output_type == "latent":
-                    return [x]
-                video = self.decode_latents(x, sampler.decode_chunk_size)
-                segments.append(video if segment == 0 else video[:, :, 1:])
-                reference = video[:, :, -1].clamp(-1, 1).to(reference.dtype)
-        return segments
-
-    def _denoise(
-        self,
-        x: torch.Tensor,
+        mode: GuidanceMode,
         features: torch.Tensor,
         null_features: torch.Tensor,
-        prompt_embeds: torch.Tensor,
-        negative_prompt_embeds: torch.Tensor | None,
-        sampler: _Sampling,
-        first_step: int,
-        progress,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """One segment's denoising loop: every guidance condition in one batched forward a step."""
+        conditioning_scale: float = 1.0,
+        cross_attention_kwargs: dict[str, Any] | None = None,
+    ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]:
+        """The guided prediction as a function of (latents, timestep, prompt_embeds,
+        negative_prompt_embeds): the guidance conditions of `mode` batched into one forward of
+        the denoiser, combined with the scales read at every call (`guidance_scale`,
+        `image_guidance_scale`), as k-diffusion wraps a model for its samplers."""
         denoiser = self.denoiser
-        n = len(sampler.conditions)
+        conditions = guidance_conditions(mode)
+        n = len(conditions)
         # The batch of the conditions in `guidance_conditions` order.
-        feature_batch = torch.cat([features if i else null_features for i, _ in sampler.conditions])
+        feature_batch = torch.cat([features if use_image else null_features for use_image, _ in conditions])
 
-        def text_batch() -> torch.Tensor:
-            return torch.cat([prompt_embeds if t else negative_prompt_embeds for _, t in sampler.conditions])
-
-        context = text_batch()
-        for i, t in enumerate(self.scheduler.timesteps):
-            if self.interrupt:
-                continue
-            model_input = self.scheduler.scale_model_input(torch.cat([x] * n), t)
+        def model(x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, null_text: torch.Tensor | None):
+            context = torch.cat([text if use_text else null_text for _, use_text in conditions])
             noise = denoiser(
-                model_input,
+                self.scheduler.scale_model_input(torch.cat([x] * n), t),
                 t,
                 context,
                 image_features=feature_batch,
-                conditioning_scale=sampler.conditioning_scale,
-                cross_attention_kwargs=sampler.cross_attention_kwargs,
+                conditioning_scale=conditioning_scale,
+                cross_attention_kwargs=cross_attention_kwargs,
             )
-            guided = combine_predictions(
-                sampler.mode, list(noise.chunk(n)), sampler.image_scale, sampler.text_scale
+            return combine_predictions(
+                mode, list(noise.chunk(n)), self.image_guidance_scale, self.guidance_scale
             )
-            x = self.scheduler.step(guided, t, x, **sampler.step_kwargs).prev_sample
-            if not torch.isfinite(x).all():  # would decode to a black video
-                raise UserError(
-                    f"sampling diverged at step {first_step + i + 1} (non-finite latents): "
-                    "lower the guidance scales or use another scheduler"
-                )
-            step = first_step + i
-            if sampler.on_step_end is not None:
-                tensors = {
-                    "latents": x,
-                    "prompt_embeds": prompt_embeds,
-                    "negative_prompt_embeds": negative_prompt_embeds,
-                }
-                returned = (
-                    sampler.on_step_end(self, step, t, {k: tensors[k] for k in sampler.tensor_inputs}) or {}
-                )
-                x = returned.get("latents", x)
-                if "prompt_embeds" in returned or "negative_prompt_embeds" in returned:
-                    prompt_embeds = returned.get("prompt_embeds", prompt_embeds)
-                    negative_prompt_embeds = returned.get("negative_prompt_embeds", negative_prompt_embeds)
-                    context = text_batch()
-            progress.update()
-            if sampler.legacy_callback is not None and i % sampler.callback_steps == 0:
-                sampler.legacy_callback(step, int(t), x)
-        return x, prompt_embeds, negative_prompt_embeds
 
-
-@dataclass
-class _Sampling:
-    """What stays fixed over a call's denoising loops."""
-
-    num_inference_steps: int
-    num_segments: int
-    generator: torch.Generator | list[torch.Generator] | None
-    latents: torch.Tensor | None
-    output_type: str
-    decode_chunk_size: int
-    mode: GuidanceMode
-    conditions: list[tuple[bool, bool]]
-    image_scale: float
-    text_scale: float
-    conditioning_scale: float
-    cross_attention_kwargs: dict[str, Any] | None
-    step_kwargs: dict
-    tensor_inputs: tuple[str, ...]
-    on_step_end: Callable[..., dict] | None
-    legacy_callback: Callable[[int, int, torch.Tensor], None] | None
-    callback_steps: int
+        return model
 
 
 def _text_list(text: str | list[str] | None) -> list[str]:
@@ -731,7 +678,7 @@ def _legacy_callback(kwargs: dict) -> dict:
         deprecate(
             "callback", "1.0.0", "Pass `callback_on_step_end` instead of `callback` and `callback_steps`."
         )
-    return {"legacy_callback": callback, "callback_steps": callback_steps}
+    return {"callback": callback, "callback_steps": callback_steps}
 
 
 def load_pipeline(path: str | Path | None = None, **kwargs):

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from . import limits
 from .errors import UserError
 from .limits import MODES
 
@@ -32,16 +33,17 @@ EXAMPLE_PROMPTS = {
     "coffee.png": "the camera pans to the left",
     "rocket.png": "the camera zooms out",
 }
-MAX_SEED = 2**31 - 1
 # The page's limits, enforced by the server for every API route (a direct API call is not
-# held to the sliders' ranges): (lowest, highest).
+# held to the sliders' ranges): (lowest, highest). A stricter policy than the CLI's (limits.py),
+# as a server open to visitors should be: each bound is the shared one where that is tighter.
+MAX_SEED = min(2**31 - 1, limits.MAX_SEED)  # what the page's number field shows exactly
 LIMITS = {
-    "steps": (1, 100),
-    "frames": (2, 64),
-    "fps": (1, 30),
-    "image_scale": (0.0, 10.0),
-    "text_scale": (0.0, 15.0),
-    "lora_scale": (0.0, 2.0),  # narrower than the CLI's (lora.MAX_LORA_SCALE): a page's sensible range
+    "steps": (1, min(100, limits.MAX_STEPS)),
+    "frames": (2, min(64, limits.MAX_FRAMES)),
+    "fps": (1, min(30, limits.MAX_FPS)),
+    "image_scale": (0.0, min(10.0, limits.MAX_GUIDANCE_SCALE)),
+    "text_scale": (0.0, min(15.0, limits.MAX_GUIDANCE_SCALE)),
+    "lora_scale": (0.0, min(2.0, limits.MAX_LORA_SCALE)),
 }
 MAX_EXTENDED_FRAMES = 256  # "Extend" stops growing a clip here
 KEEP_OUTPUTS = 200  # newest videos kept in the output folder; older ones are deleted

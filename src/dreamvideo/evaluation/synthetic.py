@@ -52,10 +52,10 @@ from ..data.synthetic import (
 )
 from ..io.images import frames_to_unit, tensor_to_images, unit_to_uint8
 from ..metrics import psnr, ssim
+from . import SPLITS, VARIANTS
 from .motion import ACTION_TO_MOTION, MOTION_CLASSES, Motion, estimate_motion, temporal_consistency
 
 EVAL_SEED = 12345
-VARIANTS = ("full", "no-branch", "no-image-guidance", "repeat-reference", "text-only")
 CAMERA_PROMPTS = {
     "pan_left": "the camera pans left",
     "pan_right": "the camera pans right",
@@ -182,11 +182,6 @@ def training_clips(
             break
     picked = [by_action[ACTION_NAMES[i % len(ACTION_NAMES)]][i // len(ACTION_NAMES)] for i in range(num)]
     return picked
-
-
-# heldout: new clips, photos and phrasings; seen-phrasings: the same clips captioned with training
-# phrasings (tells unseen wording from unseen clips); train: what the default recipe trained on.
-SPLITS = ("heldout", "seen-phrasings", "train")
 
 
 @torch.no_grad()

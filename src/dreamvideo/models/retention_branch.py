@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.attention import AttentionMixin
+from diffusers.models.controlnets.controlnet import zero_module  # every parameter zeroed: starts silent
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.transformers.transformer_temporal import TransformerTemporalModel
@@ -28,13 +29,6 @@ from diffusers.models.unets.unet_3d_blocks import UNetMidBlock3DCrossAttn, get_d
 from diffusers.models.unets.unet_3d_condition import UNet3DConditionModel
 from torch import nn
 from torch.nn import functional as F
-
-
-def zero_module(module: nn.Module) -> nn.Module:
-    """Zero every parameter (diffusers ControlNet's `zero_module`): the branch starts silent."""
-    for p in module.parameters():
-        nn.init.zeros_(p)
-    return module
 
 
 class ImageConditioningEncoder(nn.Module):

@@ -315,7 +315,7 @@ def _load_vae(path: str) -> AutoencoderKL:
     folder = Path(path)
     if not (folder / "config.json").is_file():
         raise UserError(f"VAE folder not found (train the vae stage first): {folder}")
-    return AutoencoderKL.from_pretrained(folder, use_safetensors=True)
+    return AutoencoderKL.from_pretrained(folder, use_safetensors=True, local_files_only=True)
 
 
 def _image_encoder_type(kind: str) -> str:
@@ -360,7 +360,9 @@ class T2VStage(_LatentVideoStage):
             attention_head_dim=model.attention_head_dim,
         ).to(device)
         if "unet" in config.init:  # warm start: continue training an existing base UNet
-            warm = UNet3DConditionModel.from_pretrained(config.init["unet"], use_safetensors=True)
+            warm = UNet3DConditionModel.from_pretrained(
+                config.init["unet"], use_safetensors=True, local_files_only=True
+            )
             self.module.load_state_dict(warm.state_dict())
         if config.optim.gradient_checkpointing:
             checkpoint_unet_blocks(self.module)
