@@ -12,9 +12,10 @@ from .retention_branch import FrameRetentionBranch
 
 
 class DreamVideoDenoiser(nn.Module):
-    """eps(latents, t | text, image) = UNet(latents, t, text, residuals = branch(latents, t, text, image)).
+    """eps(x_t, t | text, image) = UNet(x_t, t, text, residuals = branch(x_t, t, text, image)).
 
-    One module so that training wraps both networks at once (DDP, accelerate).
+    One module so that training wraps both networks at once (DDP, accelerate). Its arguments
+    take the UNet's names (`sample`, `timestep`, `encoder_hidden_states`).
     """
 
     def __init__(self, unet: UNet3DConditionModel, branch: FrameRetentionBranch):
@@ -24,9 +25,9 @@ class DreamVideoDenoiser(nn.Module):
 
     def forward(
         self,
-        latents: torch.Tensor,
+        sample: torch.Tensor,
         timestep: torch.Tensor | float | int,
-        text_embeds: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
         image_features: torch.Tensor | None = None,
         image: torch.Tensor | None = None,
         conditioning_scale: float = 1.0,
@@ -35,12 +36,12 @@ class DreamVideoDenoiser(nn.Module):
         """Pass either precomputed `image_features` (sampling) or the pixel `image` (training).
         `cross_attention_kwargs` reach the attention processors of both networks."""
         # A permuted (non-contiguous) view crashed the CPU conv3d backward of PyTorch 2.13 (segfault).
-        latents = latents.contiguous()
+        sample = sample.contiguous()
         if conditioning_scale == 0:  # the branch's residuals would all be scaled to zero: skip it
             return self.unet(
-                latents,
+                sample,
                 timestep,
-                encoder_hidden_states=text_embeds,
+                encoder_hidden_states=encoder_hidden_states,
                 cross_attention_kwargs=cross_attention_kwargs,
             ).sample
         if image_features is None:
@@ -48,12 +49,17 @@ class DreamVideoDenoiser(nn.Module):
                 raise ValueError("pass image_features or image")
             image_features = self.branch.encode_image(image)
         down, mid = self.branch(
-            latents, timestep, text_embeds, image_features, conditioning_scale, cross_attention_kwargs
+            sample,
+            timestep,
+            encoder_hidden_states,
+            image_features,
+            conditioning_scale,
+            cross_attention_kwargs,
         )
         return self.unet(
-            latents,
+            sample,
             timestep,
-            encoder_hidden_states=text_embeds,
+            encoder_hidden_states=encoder_hidden_states,
             cross_attention_kwargs=cross_attention_kwargs,
             down_block_additional_residuals=down,
             mid_block_additional_residual=mid,

@@ -47,13 +47,13 @@ TIMESTEP_SAMPLINGS = ("uniform", "logit_normal")
 
 
 def noised_target(
-    scheduler: DDPMScheduler, latents: torch.Tensor, noise: torch.Tensor, steps: torch.Tensor
+    scheduler: DDPMScheduler, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The latents noised to `steps` and what the denoiser regresses there: the noise (ε) or
+    """The latents noised to `timesteps` and what the denoiser regresses there: the noise (ε) or
     the velocity (v), by the scheduler's prediction type."""
-    noisy = scheduler.add_noise(latents, noise, steps)
+    noisy = scheduler.add_noise(latents, noise, timesteps)
     if scheduler.config.prediction_type == "v_prediction":
-        return noisy, scheduler.get_velocity(latents, noise, steps)
+        return noisy, scheduler.get_velocity(latents, noise, timesteps)
     if scheduler.config.prediction_type == "sample":
         return noisy, latents
     return noisy, noise
@@ -64,12 +64,12 @@ def on_generator(generator: torch.Generator) -> dict[str, Any]:
     return {"generator": generator, "device": generator.device}
 
 
-def x_loss_weights(scheduler: DDPMScheduler, steps: torch.Tensor, snr_cap: float) -> torch.Tensor:
+def x_loss_weights(scheduler: DDPMScheduler, timesteps: torch.Tensor, snr_cap: float) -> torch.Tensor:
     """Per-sample weights of an x-prediction MSE: 1 + min(SNR, cap).
 
     Uncapped, 1 + SNR turns the x-error into the v-loss (|v̂ − v|² = (1 + SNR)|x̂ − x|²); the cap
     (Min-SNR, Hang et al. 2023) keeps the nearly clean timesteps from dominating the gradient."""
-    alphas = scheduler.alphas_cumprod.to(steps.device)[steps]
+    alphas = scheduler.alphas_cumprod.to(timesteps.device)[timesteps]
     return 1 + (alphas / (1 - alphas)).clamp(max=snr_cap)
 
 
@@ -276,22 +276,22 @@ class _LatentVideoStage(Stage):
     def noisy_latents(self, latents: torch.Tensor, generator: torch.Generator):
         """Noised latents, the regression target (noise or velocity), and the timesteps."""
         noise = torch.randn(latents.shape, **on_generator(generator))
-        steps = self.sample_timesteps(latents.shape[0], generator).to(latents.device)
-        return *noised_target(self.noise_scheduler, latents, noise, steps), steps
+        timesteps = self.sample_timesteps(latents.shape[0], generator).to(latents.device)
+        return *noised_target(self.noise_scheduler, latents, noise, timesteps), timesteps
 
     def sample_timesteps(self, n: int, generator: torch.Generator) -> torch.Tensor:
         total = self.noise_scheduler.config.num_train_timesteps
         draw = on_generator(generator)
-        steps = torch.randint(0, total, (n,), **draw)
+        timesteps = torch.randint(0, total, (n,), **draw)
         if self.timestep_sampling == "logit_normal":
             u = torch.sigmoid(self.logit_mean + self.logit_std * torch.randn(n, **draw))
             biased = (u * total).long().clamp(0, total - 1)
             keep_uniform = torch.rand(n, **draw) < self.uniform_share
-            steps = torch.where(keep_uniform, steps, biased)
-        return steps
+            timesteps = torch.where(keep_uniform, timesteps, biased)
+        return timesteps
 
     def prediction_loss(
-        self, prediction: torch.Tensor, target: torch.Tensor, steps: torch.Tensor
+        self, prediction: torch.Tensor, target: torch.Tensor, timesteps: torch.Tensor
     ) -> torch.Tensor:
         """MSE to the target; x-prediction's per-sample weights make it a capped v-loss."""
         if self.prediction_type != "sample":
@@ -301,7 +301,7 @@ class _LatentVideoStage(Stage):
         if self.motion_loss_weight:  # latents are (B, C, F, h, w): differences along frames
             error = prediction.diff(dim=2) - target.diff(dim=2)
             per_sample = per_sample + self.motion_loss_weight * error.pow(2).flatten(1).mean(1)
-        return (x_loss_weights(self.noise_scheduler, steps, self.snr_cap) * per_sample).mean()
+        return (x_loss_weights(self.noise_scheduler, timesteps, self.snr_cap) * per_sample).mean()
 
     @torch.no_grad()
     def text_embeddings(self, captions: list[str], drop_text: torch.Tensor) -> torch.Tensor:
@@ -379,10 +379,12 @@ class T2VStage(_LatentVideoStage):
 
     def loss(self, module, batch, generator):
         latents = self.batch_latents(batch, generator)
-        noisy, target, steps = self.noisy_latents(latents, generator)
+        noisy, target, timesteps = self.noisy_latents(latents, generator)
         drop = torch.rand(latents.shape[0], **on_generator(generator)) < self.text_dropout
         context = self.text_embeddings(batch["captions"], drop)
-        return self.prediction_loss(module(noisy, steps, encoder_hidden_states=context).sample, target, steps)
+        return self.prediction_loss(
+            module(noisy, timesteps, encoder_hidden_states=context).sample, target, timesteps
+        )
 
     def export(self, output_dir: Path) -> Path:
         pipe = TextToVideoSDPipeline(
@@ -470,7 +472,7 @@ class I2VStage(_LatentVideoStage):
 
     def loss(self, module, batch, generator):
         latents = self.batch_latents(batch, generator)
-        noisy, target, steps = self.noisy_latents(latents, generator)
+        noisy, target, timesteps = self.noisy_latents(latents, generator)
         r = torch.rand(latents.shape[0], **on_generator(generator))
         p = self.p_drop  # [0, p): text dropped; [p, 2p): image dropped; [2p, 3p): both
         drop_text = (r < p) | ((r >= 2 * p) & (r < 3 * p))
@@ -478,7 +480,9 @@ class I2VStage(_LatentVideoStage):
         # The null image is all zeros in [-1, 1], as at sampling time.
         reference = batch["reference"] * (~drop_image).to(self.device).view(-1, 1, 1, 1)
         context = self.text_embeddings(batch["captions"], drop_text)
-        return self.prediction_loss(module(noisy, steps, context, image=reference), target, steps)
+        return self.prediction_loss(
+            module(noisy, timesteps, encoder_hidden_states=context, image=reference), target, timesteps
+        )
 
     def export(self, output_dir: Path) -> Path:
         if self.lora is not None:
