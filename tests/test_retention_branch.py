@@ -129,3 +129,39 @@ def test_space_to_depth_encoder_sees_each_pixel_at_latent_resolution(tmp_path):
     assert loaded.config.image_encoder_type == "space_to_depth"
     with pytest.raises(ValueError, match="image_encoder_type"):
         FrameRetentionBranch.from_unet(unet, image_encoder_type="clip")
+
+
+@pytest.mark.parametrize(
+    "additions",
+    [
+        {"frame_position_embedding": True},
+        {"caption_time_embedding": True},
+        {"frame_position_embedding": True, "caption_time_embedding": True},
+    ],
+)
+def test_growing_a_trained_branch_keeps_its_prediction_until_the_additions_train(additions):
+    """The third design's conditioning (frame index, pooled caption into the time embedding) is
+    zero-initialised: a trained branch grown with it predicts exactly what it did (a warm start
+    begins at the release), and once the new weights move, frames differ from each other."""
+    from dreamvideo.testing import tiny_dreamvideo_pipeline
+
+    pipe = tiny_dreamvideo_pipeline("clip", seed=0, randomize_branch=True)
+    grown = pipe.retention_branch.with_config(**additions)
+    assert all(grown.config[k] for k in additions)
+    latents, context, image = _inputs(frames=4)
+    before = DreamVideoDenoiser(pipe.unet, pipe.retention_branch).eval()
+    after = DreamVideoDenoiser(pipe.unet, grown).eval()
+    with torch.no_grad():
+        assert torch.equal(
+            before(latents, 500, context, image=image), after(latents, 500, context, image=image)
+        )
+        new = [
+            p for n, p in grown.named_parameters() if n.startswith(("frame_embedding.", "caption_embedding."))
+        ]
+        assert new and any(p.abs().sum() == 0 for p in new)
+        for p in new:
+            p.add_(0.5 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
+        moved = after(latents, 500, context, image=image)
+    assert (moved - before(latents, 500, context, image=image)).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="do not keep the branch's weights"):
+        grown.with_config(image_embed_channels=7)

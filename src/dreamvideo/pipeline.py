@@ -498,14 +498,9 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
         legacy = _legacy_callback(kwargs)  # the deprecated callback / callback_steps pair
         # 0. Defaults: the model's own.
         num_frames, height, width, num_inference_steps, s_img, s_txt = self._fill_defaults(
-            num_frames,
-            height,
-            width,
-            num_inference_steps,
-            image_guidance_scale,
-            text_guidance_scale,
-            guidance_scale,
-        )
+            num_frames, height, width, num_inference_steps,
+            image_guidance_scale, text_guidance_scale, guidance_scale,
+        )  # fmt: skip
         mode = GuidanceMode(guidance_mode)
         self._interrupt, self._num_timesteps = False, num_inference_steps * num_segments
 
@@ -535,6 +530,7 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
         # Sampling state under diffusers' names: a step-end callback may change the scales.
         self._guidance_scale, self._image_guidance_scale = s_txt, s_img
         step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
+        callbacks = (callback_on_step_end, tuple(callback_on_step_end_tensor_inputs), legacy)
         segments: list[torch.Tensor] = []
         with self.progress_bar(total=self._num_timesteps) as progress:
             for segment in range(num_segments):
@@ -543,37 +539,24 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
                 initial = latents if segment == 0 else None
                 x = self.prepare_latents(len(reference), num_frames, height, width, generator, initial)
                 # 5. Denoise: every guidance condition in one batched forward a step.
+                features = self.encode_reference(reference)
                 model = self.guided_model(
-                    mode,
-                    self.encode_reference(reference),
-                    null_features,
-                    conditioning_scale,
-                    cross_attention_kwargs,
+                    mode, features, null_features, conditioning_scale, cross_attention_kwargs
                 )
                 for i, t in enumerate(self.scheduler.timesteps):
                     if self.interrupt:
                         continue
                     prediction = model(x, t, prompt_embeds, negative_prompt_embeds)
                     x = self.scheduler.step(prediction, t, x, **step_kwargs).prev_sample
-                    step = segment * num_inference_steps + i
-                    if not torch.isfinite(x).all():  # would decode to a black video
-                        raise UserError(
-                            f"sampling diverged at step {step + 1} (non-finite latents): "
-                            "lower the guidance scales or use another scheduler"
-                        )
-                    if callback_on_step_end is not None:
-                        tensors = {
-                            "latents": x,
-                            "prompt_embeds": prompt_embeds,
-                            "negative_prompt_embeds": negative_prompt_embeds,
-                        }
-                        asked = {k: tensors[k] for k in callback_on_step_end_tensor_inputs}
-                        tensors |= callback_on_step_end(self, step, t, asked) or {}
-                        x, prompt_embeds = tensors["latents"], tensors["prompt_embeds"]
-                        negative_prompt_embeds = tensors["negative_prompt_embeds"]
+                    tensors = {
+                        "latents": x,
+                        "prompt_embeds": prompt_embeds,
+                        "negative_prompt_embeds": negative_prompt_embeds,
+                    }
+                    tensors = self._step_end(segment * num_inference_steps + i, i, t, tensors, callbacks)
+                    x, prompt_embeds = tensors["latents"], tensors["prompt_embeds"]
+                    negative_prompt_embeds = tensors["negative_prompt_embeds"]
                     progress.update()
-                    if legacy["callback"] is not None and i % legacy["callback_steps"] == 0:
-                        legacy["callback"](step, int(t), x)
                 if output_type == "latent":
                     segments = [x]
                     break
@@ -589,6 +572,22 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
         if not return_dict:
             return (frames,)
         return DreamVideoPipelineOutput(frames=frames)
+
+    def _step_end(self, step: int, index: int, t: torch.Tensor, tensors: dict, callbacks: tuple) -> dict:
+        """After a denoising step: refuse diverged latents, then the step-end callback (which may
+        replace the tensors it asked for) and the deprecated `callback` every `callback_steps`
+        steps of a segment (`index`)."""
+        if not torch.isfinite(tensors["latents"]).all():  # would decode to a black video
+            raise UserError(
+                f"sampling diverged at step {step + 1} (non-finite latents): "
+                "lower the guidance scales or use another scheduler"
+            )
+        on_step_end, tensor_inputs, legacy = callbacks
+        if on_step_end is not None:
+            tensors = tensors | (on_step_end(self, step, t, {k: tensors[k] for k in tensor_inputs}) or {})
+        if legacy["callback"] is not None and index % legacy["callback_steps"] == 0:
+            legacy["callback"](step, int(t), tensors["latents"])
+        return tensors
 
     def guided_model(
         self,

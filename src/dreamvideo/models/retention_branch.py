@@ -144,15 +144,7 @@ class FrameRetentionBranch(ModelMixin, AttentionMixin, ConfigMixin):
         self.time_embedding = TimestepEmbedding(
             block_out_channels[0], time_embed_dim, act_fn=act_fn, cond_proj_dim=time_cond_proj_dim
         )
-        # Ours, beyond the paper (docs/method.md): which frame a row is, and the pooled caption,
-        # added to the per-frame time embedding. Both zero-initialised, so they start silent.
-        self.frame_proj = self.frame_embedding = self.caption_embedding = None
-        if frame_position_embedding:
-            self.frame_proj = Timesteps(block_out_channels[0], True, 0)
-            self.frame_embedding = TimestepEmbedding(block_out_channels[0], time_embed_dim, act_fn=act_fn)
-            zero_module(self.frame_embedding.linear_2)
-        if caption_time_embedding:
-            self.caption_embedding = zero_module(nn.Linear(cross_attention_dim, time_embed_dim))
+        self._add_time_conditioning(frame_position_embedding, caption_time_embedding, cross_attention_dim)
         self.transformer_in = TransformerTemporalModel(
             num_attention_heads=8,
             attention_head_dim=attention_head_dim,
@@ -201,6 +193,19 @@ class FrameRetentionBranch(ModelMixin, AttentionMixin, ConfigMixin):
         )
         self.mid_residual_conv = self._zero_conv(block_out_channels[-1])
 
+    def _add_time_conditioning(self, frame_position: bool, caption: bool, cross_attention_dim: int) -> None:
+        """Ours, beyond the paper (docs/method.md): which frame a row is, and the pooled caption,
+        added to the per-frame time embedding. Both zero-initialised, so they start silent."""
+        width = self.time_proj.num_channels
+        time_embed_dim = self.time_embedding.linear_2.out_features
+        self.frame_proj = self.frame_embedding = self.caption_embedding = None
+        if frame_position:
+            self.frame_proj = Timesteps(width, True, 0)
+            self.frame_embedding = TimestepEmbedding(width, time_embed_dim, act_fn=self.config.act_fn)
+            zero_module(self.frame_embedding.linear_2)
+        if caption:
+            self.caption_embedding = zero_module(nn.Linear(cross_attention_dim, time_embed_dim))
+
     @staticmethod
     def _zero_conv(channels: int) -> nn.Conv2d:
         return zero_module(nn.Conv2d(channels, channels, 1))
@@ -212,7 +217,10 @@ class FrameRetentionBranch(ModelMixin, AttentionMixin, ConfigMixin):
         # Private keys dropped: `_use_default_values` would reset the changed keys to defaults.
         config = {k: v for k, v in self.config.items() if not k.startswith("_")}
         grown = type(self).from_config({**config, **changes})
-        missing, unexpected = grown.load_state_dict(self.state_dict(), strict=False)
+        try:
+            missing, unexpected = grown.load_state_dict(self.state_dict(), strict=False)
+        except RuntimeError as e:  # a shape change: the weights do not carry over
+            raise ValueError(f"config changes {changes} do not keep the branch's weights: {e}") from None
         if unexpected or any(not k.startswith(("frame_embedding.", "caption_embedding.")) for k in missing):
             lost = missing or unexpected
             raise ValueError(f"config changes {changes} do not keep the branch's weights: {lost}")

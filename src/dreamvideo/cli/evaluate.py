@@ -1,0 +1,387 @@
+"""`dreamvideo eval ...`: the synthetic suite, clips, video sets, UCF101 / MSR-VTT, reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..errors import UserError
+from ..evaluation import SPLITS, VARIANTS
+from .app import (
+    SCHEDULERS,
+    cli,
+    debug_option,
+    lora_options,
+    model_option,
+    set_scheduler,
+)
+from .generate import _check_lora_flags, _load_adapters
+
+
+@cli.group("eval")
+def evaluate() -> None:
+    """Evaluation suites."""
+
+
+def _scales(text: str | None, flag: str) -> list[float]:
+    if not text:
+        return []
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as e:
+        raise UserError(f"{flag} takes comma-separated numbers, e.g. 1,1.5,3; got {text!r}") from e
+    if not values or any(not 0 <= v < float("inf") for v in values):
+        raise UserError(f"{flag} needs finite scales of 0 or more, got {text!r}")
+    return values
+
+
+def _check_out_dir(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out exists and is not a folder: {out}")
+
+
+@evaluate.command("clips")
+@click.argument("dataset", type=click.Path(path_type=Path))
+@model_option
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for metrics.json.")
+@click.option("--num", type=int, default=None, help="At most this many clips (default: all).")
+@click.option("--steps", type=int, default=None, help="Denoising steps (default: the model's).")
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@lora_options
+@debug_option
+def eval_clips(
+    dataset: Path,
+    model: Path | None,
+    out: Path,
+    num: int | None,
+    steps: int | None,
+    batch_size: int,
+    loras: tuple[Path, ...],
+    lora_scales: tuple[float, ...],
+    debug: bool,
+) -> None:
+    """Does the model move each clip of DATASET (from `data synth`) the way the clip moves?"""
+    from ..evaluation.clips import evaluate_clips
+    from ..pipeline import check_sampling_values, load_pipeline
+
+    if (num is not None and num < 1) or batch_size < 1:
+        raise UserError("--num and --batch-size must be positive")
+    check_sampling_values(None, steps, None, None)
+    _check_out_dir(out)
+    weights = _check_lora_flags(loras, lora_scales)
+    if not (dataset / "motion.jsonl").is_file():
+        raise UserError(f"{dataset} has no motion.jsonl: write one with `dreamvideo data synth`")
+    pipe = load_pipeline(model)
+    if loras:
+        _load_adapters(pipe, loras, weights)
+    metrics = evaluate_clips(pipe, dataset, out, num, steps, batch_size)
+    for key in (
+        "direction_accuracy",
+        "label_accuracy",
+        "measured_still",
+        "mean_measured_dx",
+        "mean_measured_dy",
+    ):
+        value = metrics[key]
+        click.echo(f"{key:20s} {'n/a' if value is None else f'{value:.4f}'}")
+    click.echo(f"wrote {out / 'metrics.json'}")
+
+
+@evaluate.command("synthetic")
+@model_option
+@click.option("--num", type=int, default=200, show_default=True, help="Held-out clips.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for metrics.json.")
+@click.option("--image-scale", type=float, default=None)
+@click.option("--text-scale", type=float, default=None)
+@click.option("--steps", type=int, default=None, help="Denoising steps (default: the model's).")
+@click.option("--frames", type=int, default=None)
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option(
+    "--photos",
+    type=int,
+    default=24,
+    show_default=True,
+    help="Held-out real photographs for the camera pan / zoom test (4 prompts each).",
+)
+@click.option(
+    "--variant",
+    type=click.Choice(VARIANTS),
+    default="full",
+    show_default=True,
+    help="Ablation: the model as is, without its retention branch, without image guidance, "
+    "the reference image repeated (no model), or text only (--mode text: the null image).",
+)
+@click.option(
+    "--split",
+    type=click.Choice(SPLITS),
+    default="heldout",
+    show_default=True,
+    help="Held-out clips, photos and phrasings; the same clips with training phrasings; or the "
+    "clips, photos and phrasings the default recipe trained on.",
+)
+@click.option("--sweep-image", default=None, help="Also sweep these image scales, e.g. 1,1.5,3.")
+@click.option("--sweep-text", default=None, help="... against these text scales, e.g. 1,5,9.")
+@click.option("--sweep-num", type=int, default=39, show_default=True, help="Clips per sweep cell.")
+@click.option(
+    "--scheduler",
+    type=click.Choice(sorted(SCHEDULERS)),
+    default=None,
+    help="Sampler (default: the model's), to compare samplers at equal quality.",
+)
+@debug_option
+def eval_synthetic(
+    model: Path | None,
+    num: int,
+    out: Path,
+    image_scale: float | None,
+    text_scale: float | None,
+    steps: int | None,
+    frames: int | None,
+    batch_size: int,
+    photos: int,
+    variant: str,
+    split: str,
+    sweep_image: str | None,
+    sweep_text: str | None,
+    sweep_num: int,
+    scheduler: str | None,
+    debug: bool,
+) -> None:
+    """Fidelity, action accuracy, opposite prompts, temporal consistency on held-out clips.
+
+    --model may also be a text-to-video folder (a t2v stage's export) with --variant no-branch:
+    the base's own text -> motion (8 frames unless --frames)."""
+    from ..evaluation.report import write_report
+    from ..evaluation.synthetic import evaluate_synthetic, sweep_guidance
+    from ..pipeline import check_sampling_values
+
+    if num < 1 or batch_size < 1 or photos < 1 or sweep_num < 1:
+        raise UserError("--num, --batch-size, --photos and --sweep-num must be positive")
+    check_sampling_values(frames, steps, image_scale, text_scale)
+    sweep_i, sweep_t = _scales(sweep_image, "--sweep-image"), _scales(sweep_text, "--sweep-text")
+    if bool(sweep_i) != bool(sweep_t):
+        raise UserError("a sweep needs both --sweep-image and --sweep-text")
+    _check_out_dir(out)
+    pipe = _pipeline_for_synthetic_eval(model, variant, frames)
+    if scheduler is not None:
+        set_scheduler(pipe, scheduler)
+    metrics = evaluate_synthetic(
+        pipe,
+        num,
+        out,
+        frames,
+        steps,
+        image_scale,
+        text_scale,
+        batch_size,
+        num_photos=photos,
+        variant=variant,
+        split=split,
+    )
+    if sweep_i:
+        sweep_guidance(pipe, sweep_i, sweep_t, sweep_num, out, frames, steps, batch_size)
+    report = write_report(metrics, out, f"Synthetic suite: {variant}")
+    keys = (
+        "first_frame_ssim",
+        "first_frame_psnr",
+        "vae_reconstruction_ssim",
+        "action_accuracy",
+        "opposite_pair_accuracy",
+        "temporal_consistency",
+        "real_photo_camera_accuracy",
+        "real_photo_opposite_pair_accuracy",
+        "real_photo_first_frame_ssim",
+    )
+    for key in keys:
+        click.echo(f"{key:36s} {metrics[key]:.4f}")
+    click.echo(f"wrote {out / 'metrics.json'} and {report}")
+
+
+def _pipeline_for_synthetic_eval(model: Path | None, variant: str, frames: int | None):
+    """A DreamVideo folder, or a text-to-video base (a t2v stage's export) wrapped as DreamVideo
+    with a fresh zero-initialised branch, which predicts exactly what the base predicts: its
+    text -> motion is measured with --variant no-branch (the base alone)."""
+    from ..loading import T2V_PIPELINE_CLASSES, read_model_index
+    from ..pipeline import DreamVideoPipeline, load_pipeline
+
+    if model is None or read_model_index(model)["_class_name"] not in T2V_PIPELINE_CLASSES:
+        return load_pipeline(model)
+    if variant != "no-branch":
+        raise UserError(f"{model} is a text-to-video model (no image branch): use --variant no-branch")
+    return DreamVideoPipeline.from_t2v(model, default_num_frames=frames or 8)
+
+
+_network_options = [
+    click.option("--i3d", type=click.Path(path_type=Path), default=None, help="TorchScript I3D for FVD."),
+    click.option(
+        "--c3d", type=click.Path(path_type=Path), default=None, help="TorchScript C3D (UCF101) for IS."
+    ),
+    click.option(
+        "--clip", type=click.Path(path_type=Path), default=None, help="transformers CLIP folder for FFF-CLIP."
+    ),
+    click.option("--no-fid", is_flag=True, help="Skip frame FID (it runs Inception on every frame)."),
+    click.option("--fid-frames", type=int, default=None, help="Frames per video for FID (default: all)."),
+    click.option("--device", default="cpu", show_default=True, help="torch device for the feature networks."),
+]
+
+
+def network_options(f):
+    for option in reversed(_network_options):
+        f = option(f)
+    return f
+
+
+def _print_video_metrics(metrics: dict, out: Path) -> None:
+    from ..evaluation.report import write_report
+
+    for key in ("fvd", "is_mean", "fid", "fff_ssim", "fff_psnr", "fff_clip"):
+        if key in metrics:
+            click.echo(f"{key:10s} {metrics[key]:.4f}")
+    for key, reason in metrics["skipped"].items():
+        click.echo(f"{key:10s} skipped: {reason}")
+    report = write_report(metrics, out, "Video metrics")
+    click.echo(f"wrote {out / 'metrics.json'} and {report}")
+
+
+@evaluate.command("videos")
+@click.option("--real", required=True, type=click.Path(path_type=Path), help="Folder of real videos.")
+@click.option("--fake", required=True, type=click.Path(path_type=Path), help="Folder of generated videos.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for metrics.json.")
+@network_options
+@debug_option
+def eval_videos(
+    real: Path,
+    fake: Path,
+    out: Path,
+    i3d: Path | None,
+    c3d: Path | None,
+    clip: Path | None,
+    no_fid: bool,
+    fid_frames: int | None,
+    device: str,
+    debug: bool,
+) -> None:
+    """FID, FVD, IS, FFF-SSIM and FFF-CLIP between two folders of videos."""
+    from ..evaluation.videos import evaluate_videos
+
+    if fid_frames is not None and fid_frames < 1:
+        raise UserError("--fid-frames must be positive")
+    _check_out_dir(out)
+    metrics = evaluate_videos(
+        real, fake, out, i3d, c3d, clip, fid=not no_fid, fid_frames=fid_frames, device=device
+    )
+    _print_video_metrics(metrics, out)
+
+
+_protocol_options = [
+    model_option,
+    click.option(
+        "--out", required=True, type=click.Path(path_type=Path), help="Folder for clips and metrics."
+    ),
+    click.option("--frames", type=int, default=16, show_default=True, help="Frames per clip."),
+    click.option("--size", type=int, default=256, show_default=True, help="Clip side in pixels."),
+    click.option("--fps", type=float, default=8.0, show_default=True, help="Frames per second sampled."),
+    click.option("--seed", type=int, default=0, show_default=True, help="Clip choice and generation seed."),
+    click.option("--steps", type=int, default=None, help="Denoising steps (default: the model's)."),
+    click.option("--image-scale", type=float, default=None),
+    click.option("--text-scale", type=float, default=None),
+    click.option("--batch-size", type=int, default=1, show_default=True),
+]
+
+
+def protocol_options(f):
+    for option in reversed(_protocol_options):
+        f = option(f)
+    return network_options(f)
+
+
+def _run_protocol(items, model, out, frames, size, fps, seed, steps, image_scale, text_scale, batch_size,
+                  i3d, c3d, clip, no_fid, fid_frames, device, debug) -> None:  # fmt: skip
+    """Generate the planned clips (sharded over accelerate's processes), then the video metrics."""
+    from accelerate import PartialState
+
+    from ..evaluation.protocols import ProtocolSettings, generate_protocol
+    from ..evaluation.videos import evaluate_videos
+    from ..pipeline import check_sampling_values, load_pipeline
+
+    if size < 8 or fps <= 0 or batch_size < 1:
+        raise UserError("--size must be at least 8, --fps above 0, --batch-size at least 1")
+    check_sampling_values(frames, steps, image_scale, text_scale)
+    _check_out_dir(out)
+    settings = ProtocolSettings(frames, size, fps, seed, steps, image_scale, text_scale, batch_size)
+    counts = generate_protocol(load_pipeline(model), items, out, settings)
+    if not PartialState().is_main_process:
+        return
+    click.echo(
+        f"clips: {counts['planned']} planned, {counts['already_done']} already generated, "
+        f"{counts['generated_now']} generated now, {len(counts['unreadable'])} unreadable"
+    )
+    metrics = evaluate_videos(
+        out / "real", out / "fake", out, i3d, c3d, clip, fid=not no_fid, fid_frames=fid_frames, device=device
+    )
+    _print_video_metrics(metrics, out)
+
+
+@evaluate.command("ucf101")
+@click.option(
+    "--root", required=True, type=click.Path(path_type=Path), help="UCF101 folder (one folder per class)."
+)
+@click.option("--per-class", type=int, default=20, show_default=True, help="Clips per class.")
+@click.option("--template", default="a person {label}", show_default=True, help="Prompt from the class name.")
+@protocol_options
+@debug_option
+def eval_ucf101(root: Path, per_class: int, template: str, **options) -> None:
+    """The UCF101 protocol: first real frame + class prompt -> video; FVD, IS, FFF-SSIM/CLIP."""
+    from ..evaluation.protocols import ucf101_plan
+
+    if per_class < 1:
+        raise UserError("--per-class must be positive")
+    _run_protocol(ucf101_plan(root, per_class, options["seed"], template), **options)
+
+
+@evaluate.command("msrvtt")
+@click.option(
+    "--root", required=True, type=click.Path(path_type=Path), help="MSR-VTT folder (videos + annotations)."
+)
+@click.option(
+    "--annotations",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="test_videodatainfo.json, MSRVTT_data.json or MSRVTT_JSFUSION_test.csv (default: under --root).",
+)
+@click.option("--num", type=int, default=None, help="At most this many test videos (default: all).")
+@protocol_options
+@debug_option
+def eval_msrvtt(root: Path, annotations: Path | None, num: int | None, **options) -> None:
+    """The MSR-VTT protocol: first real frame + caption -> video; FVD, IS, FFF-SSIM/CLIP."""
+    from ..evaluation.protocols import msrvtt_plan
+
+    if num is not None and num < 1:
+        raise UserError("--num must be positive")
+    _run_protocol(msrvtt_plan(root, num, options["seed"], annotations), **options)
+
+
+@evaluate.command("report")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for comparison.md/png.")
+@click.option("--names", default=None, help="Comma-separated column names (default: the folder names).")
+@debug_option
+def eval_report(runs: tuple[Path, ...], out: Path, names: str | None, debug: bool) -> None:
+    """Put several eval output folders (their metrics.json) side by side."""
+    from ..evaluation.report import compare_reports
+
+    labels = [n.strip() for n in names.split(",")] if names else [r.name for r in runs]
+    if len(labels) != len(runs):
+        raise UserError(f"--names has {len(labels)} names for {len(runs)} folders")
+    loaded = {}
+    for label, run in zip(labels, runs, strict=True):
+        file = run / "metrics.json" if run.is_dir() else run
+        try:
+            loaded[label] = json.loads(file.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise UserError(f"cannot read {file}: {e}") from e
+    _check_out_dir(out)
+    path = compare_reports(loaded, out)
+    click.echo(f"wrote {path}")
