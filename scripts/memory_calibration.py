@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from dreamvideo.benchmark import README_IMAGE, run_command
+from dreamvideo.benchmarks.suite import README_IMAGE, run_command
 from dreamvideo.budget import ModelFacts, estimate_peak_bytes
 from dreamvideo.loading import default_model_dir
 

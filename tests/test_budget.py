@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from dreamvideo.benchmark import run_command
+from dreamvideo.benchmarks.suite import run_command
 from dreamvideo.budget import ModelFacts, estimate_peak_bytes, parse_size
 from dreamvideo.errors import UserError
 

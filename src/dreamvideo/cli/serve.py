@@ -50,7 +50,7 @@ def bench(
         raise UserError(f"--out is a file, not a folder: {out_dir}")
     import torch
 
-    from ..benchmark import README_IMAGE, BenchSettings, run_benchmark
+    from ..benchmarks.suite import README_IMAGE, BenchSettings, run_benchmark
     from ..io.images import load_image
     from ..pipeline import load_pipeline
 

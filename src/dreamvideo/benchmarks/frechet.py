@@ -2,7 +2,7 @@
 
 Prints seconds per call for both, their ratio, and the difference of the two results, on
 Gaussians fitted to random features (full-rank and singular covariances).
-Run: python benchmarks/bench_frechet.py [--dim 2048 --samples 4096 --repeats 2]
+Run: python -m dreamvideo.benchmarks.frechet [--dim 2048 --samples 4096 --repeats 2]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Batched double-condition guidance vs the plain three-forward reference path.
 
 Prints seconds per denoising step for both and their ratio, on a tiny random model of the real
-architecture (or `--model DIR`). Run: python benchmarks/bench_guidance.py [--frames 16 --repeats 5]
+architecture (or `--model DIR`). Run: python -m dreamvideo.benchmarks.guidance [--frames 16 --repeats 5]
 """
 
 from __future__ import annotations

@@ -193,8 +193,8 @@ def _import_seconds() -> float:
 
 def readme_phases(pipe_loader: Callable[[], object], settings: BenchSettings) -> dict:
     """The README's command in process, phase by phase (seconds)."""
-    from .io.images import load_image, tensor_to_images
-    from .io.video import write_video
+    from ..io.images import load_image, tensor_to_images
+    from ..io.video import write_video
 
     phases: dict[str, float] = {}
     start = time.perf_counter()
@@ -234,9 +234,9 @@ def readme_phases(pipe_loader: Callable[[], object], settings: BenchSettings) ->
 
 # ---------------------------------------------------------------------------------- sampling
 def _clip_quality(clips: list, videos: list[np.ndarray]) -> dict:
-    from .evaluation.motion import ACTION_TO_MOTION, estimate_motion
-    from .io.images import frames_to_unit
-    from .metrics import ssim
+    from ..evaluation.motion import ACTION_TO_MOTION, estimate_motion
+    from ..io.images import frames_to_unit
+    from ..metrics import ssim
 
     refs = frames_to_unit(np.stack([f[0] for f, _ in clips]))
     firsts = frames_to_unit(np.stack([v[0] for v in videos]))
@@ -256,9 +256,9 @@ def compare_naive_and_default(pipe, settings: BenchSettings) -> dict:
     from diffusers import DDIMScheduler
     from PIL import Image
 
-    from .evaluation.synthetic import EVAL_SEED, heldout_clips
-    from .guidance import reference_sample
-    from .io.images import image_to_tensor, tensor_to_images
+    from ..evaluation.synthetic import EVAL_SEED, heldout_clips
+    from ..guidance import reference_sample
+    from ..io.images import image_to_tensor, tensor_to_images
 
     num_frames = pipe.config.default_num_frames
     height, width = pipe.default_size
@@ -382,7 +382,7 @@ def training_step_flops(pipe, stage: str, batch: int, repeats: int, peak: float)
     """Forward + backward + AdamW on the stage's trainable set at the model's size (the cost
     of a `dreamvideo train` step without data loading): t2v trains the whole UNet; i2v the
     retention branch and the main UNet's temporal layers."""
-    from .models import DreamVideoDenoiser, mark_trainable
+    from ..models import DreamVideoDenoiser, mark_trainable
 
     unet, branch = copy.deepcopy(pipe.unet), copy.deepcopy(pipe.retention_branch)
     height, width = pipe.default_size
@@ -426,7 +426,7 @@ def training_step_flops(pipe, stage: str, batch: int, repeats: int, peak: float)
 # ---------------------------------------------------------------------------------- scaling
 def denoising_step_scaling(pipe, settings: BenchSettings) -> dict:
     """Seconds of one guided denoising step (three conditions batched) against frames and side."""
-    from .guidance import guidance_conditions
+    from ..guidance import guidance_conditions
 
     denoiser = pipe.denoiser
     n = len(guidance_conditions("image+text"))
@@ -463,7 +463,7 @@ def denoising_step_scaling(pipe, settings: BenchSettings) -> dict:
 
 
 def plot_scaling(scaling: dict, path: Path) -> Path:
-    from .evaluation.report import _plt
+    from ..evaluation.report import _plt
 
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
@@ -484,7 +484,7 @@ def plot_scaling(scaling: dict, path: Path) -> Path:
 # ---------------------------------------------------------------------------------- the run
 def run_benchmark(model: Path | None, out_dir: Path, settings: BenchSettings, log=print) -> dict:
     """Every measurement above; writes out_dir/bench.json, bench.md and scaling.png."""
-    from .pipeline import load_pipeline
+    from ..pipeline import load_pipeline
 
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict = {
