@@ -1,16 +1,14 @@
 #!/usr/bin/env bash
-# The second design's recipe (configs/tiny/recipe_pixels.txt) scaled up for one lent GPU, in one
-# command of about 7 minutes: configs/gpu/pixel_t2v.toml, then configs/gpu/pixel_i2v.toml from
-# its export. Each stage stops at a wall-clock budget (SIGTERM: the trainer checkpoints and exits)
-# and its checkpoint's EMA weights are exported. Under OUT it writes the final pipeline as a tar
-# split into 15 MiB parts (model.tar.part-NN), the stages' logs (logs.tar) and summary.json.
+# The default model's continuation on one lent GPU, in one command of at most 9 minutes:
+# configs/gpu/i2v.toml continues a DreamVideo model (default: the shipped release; INIT=DIR for
+# another) on rendered clips, stops at a wall-clock budget (SIGTERM: the trainer checkpoints and
+# exits) and exports its checkpoint's EMA weights. Under OUT it writes the pipeline as a tar split
+# into 15 MiB parts (model.tar.part-NN), the stage's log (logs.tar) and summary.json.
 # Rebuild the model here with: cat OUT/model.tar.part-* | tar -x -C DIR   (-> DIR/pipeline)
 #
 # Usage: bash scripts/gpu_train_default.sh OUT [KEY=VALUE ...]
-#   KEY=VALUE pairs are --set overrides for both stages (the CPU dry run in the tests uses them).
-#   Environment: PYTHON (python3), RUNS (runs/gpu), T2V_SECONDS (150), I2V_SECONDS (250).
-#   INIT=DIR: continue that DreamVideo export instead (warm start: the DreamVideo stage alone, as
-#   configs/tiny/pixel_i2v_more.toml does on a CPU; e.g. with optim.lr=3e-4 optim.warmup_steps=50).
+#   KEY=VALUE pairs are --set overrides (the CPU dry run in the tests uses them).
+#   Environment: PYTHON (python3), RUNS (runs/gpu), I2V_SECONDS (420), INIT (the shipped release).
 #   On a machine without the MiniLM package: DREAMVIDEO_MINILM_DIR=folder of its files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,15 +45,11 @@ run_stage() {
   tail -n 1 "$dir/loss.csv" | awk -F, -v n="$name" '{printf "== %s: step %d, loss %s, %.0f s of training\n", n, $1, $2, $4}'
 }
 
-if [ -n "${INIT:-}" ]; then
-  [ -f "$INIT/model_index.json" ] || { echo "error: INIT=$INIT is not a model folder" >&2; exit 2; }
-  run_stage pixel_i2v "${I2V_SECONDS:-250}" --set "init.dreamvideo=$INIT"
-else
-  run_stage pixel_t2v "${T2V_SECONDS:-150}"
-  run_stage pixel_i2v "${I2V_SECONDS:-250}" --set "init.t2v=$runs/pixel_t2v/pipeline"
-fi
+init=${INIT:-src/dreamvideo/weights/dreamvideo-tiny}
+[ -f "$init/model_index.json" ] || { echo "error: INIT=$init is not a model folder" >&2; exit 2; }
+run_stage i2v "${I2V_SECONDS:-420}" --set "init.dreamvideo=$init"
 
-tar -C "$runs/pixel_i2v" -cf - pipeline | split -b 15m -d - "$out/model.tar.part-"
+tar -C "$runs/i2v" -cf - pipeline | split -b 15m -d - "$out/model.tar.part-"
 tar -cf "$out/logs.tar" "$runs"/*.log "$runs"/*/loss.csv "$runs"/*/config.json
 "$python" - "$runs" "$out/summary.json" <<'EOF'
 import json, sys
@@ -63,9 +57,7 @@ from pathlib import Path
 import torch
 
 runs, summary = Path(sys.argv[1]), {}
-for stage in ("pixel_t2v", "pixel_i2v"):
-    if not (runs / stage / "loss.csv").is_file():  # a warm start trains no base
-        continue
+for stage in ("i2v",):
     step, loss, _, seconds = (runs / stage / "loss.csv").read_text().split()[-1].split(",")
     summary[stage] = {"steps": int(step), "loss": float(loss), "seconds": float(seconds),
                       "steps_per_second": round(int(step) / float(seconds), 2)}

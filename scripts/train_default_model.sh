@@ -4,8 +4,7 @@
 # schedules and timestep distributions; the diffusion stages train on latents of the refined
 # VAE), then install the last stage's exported pipeline as the default.
 # Each stage resumes from its checkpoints if interrupted; run again to continue.
-# Usage: bash scripts/train_default_model.sh [RECIPE]   (default configs/tiny/recipe.txt; the second
-# design's is configs/tiny/recipe_pixels.txt)
+# Usage: bash scripts/train_default_model.sh [RECIPE]   (default configs/tiny/recipe.txt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 recipe=${1:-configs/tiny/recipe.txt}

@@ -36,11 +36,10 @@ def test_accelerate_configs_parse(path):
         assert config.deepspeed_config["zero_stage"] == 2
 
 
-@pytest.mark.parametrize("recipe", ["recipe.txt", "recipe_pixels.txt"])
+@pytest.mark.parametrize("recipe", ["recipe.txt"])
 def test_default_model_recipe_is_a_chain_of_shipped_configs(recipe):
-    """configs/tiny/recipe.txt (read by the training and model-card scripts) and the second
-    design's recipe name configs that each start from the previous stage's export and end in an
-    i2v pipeline."""
+    """configs/tiny/recipe.txt (read by the training and model-card scripts) names configs that
+    each start from the previous stage's export and end in an i2v pipeline."""
     stages = read_recipe(ROOT / "configs" / "tiny" / recipe)
     assert stages
     configs = [load_config(ROOT / "configs" / "tiny" / f"{name}.toml") for name in stages]
@@ -104,4 +103,4 @@ def test_stage_tables_give_typed_defaults(tmp_path):
     path.write_text('stage = "i2v"\noutput_dir = "runs/x"\n[stage_options]\ncondition_dropout = 0.1\n')
     options = load_config(path).options()
     assert options.condition_dropout == 0.1 and options.timestep_sampling == "uniform"
-    assert options.default_fps is None and load_config(path).model_table().image_encoder_type == "strided"
+    assert options.default_fps is None

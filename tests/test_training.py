@@ -421,7 +421,7 @@ def test_timestep_sampling_options(tmp_path, trained):
         STAGES["i2v"](load_config(base, {"stage_options.timestep_sampling": "cosine"}), torch.device("cpu"))
 
 
-@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
 def test_noised_target_follows_the_ddpm_formulas(prediction_type):
     """x_t = √ᾱ x0 + √(1-ᾱ) ε; the target is ε, v = √ᾱ ε - √(1-ᾱ) x0, or x0."""
     from diffusers import DDPMScheduler
@@ -437,101 +437,12 @@ def test_noised_target_follows_the_ddpm_formulas(prediction_type):
     a = scheduler.alphas_cumprod[steps].sqrt().view(-1, 1, 1, 1, 1)
     s = (1 - scheduler.alphas_cumprod[steps]).sqrt().view(-1, 1, 1, 1, 1)
     torch.testing.assert_close(noisy, a * x0 + s * noise)
-    expected = {"epsilon": noise, "v_prediction": a * noise - s * x0, "sample": x0}[prediction_type]
+    expected = {"epsilon": noise, "v_prediction": a * noise - s * x0}[prediction_type]
     torch.testing.assert_close(target, expected)
 
 
-def test_x_loss_weights_are_the_v_loss_capped_by_min_snr():
-    """Uncapped, (1 + SNR)·|x̂ − x|² equals |v̂ − v|² for the v implied by x̂; the cap bounds it."""
-    from diffusers import DDPMScheduler
-
-    from dreamvideo.models.modelscope import NOISE_SCHEDULE
-    from dreamvideo.training.stages import noised_target, x_loss_weights
-
-    scheduler = DDPMScheduler(**NOISE_SCHEDULE, prediction_type="v_prediction")
-    gen = torch.Generator().manual_seed(0)
-    x0, noise = torch.randn(3, 4, 2, 8, 8, generator=gen), torch.randn(3, 4, 2, 8, 8, generator=gen)
-    x_hat = x0 + 0.1 * torch.randn(x0.shape, generator=gen)
-    steps = torch.tensor([5, 500, 999])
-    noisy, v = noised_target(scheduler, x0, noise, steps)
-    a = scheduler.alphas_cumprod[steps].sqrt().view(-1, 1, 1, 1, 1)
-    s = (1 - scheduler.alphas_cumprod[steps]).sqrt().view(-1, 1, 1, 1, 1)
-    v_hat = (a * noisy - x_hat) / s  # the velocity that x̂ implies at x_t
-    v_loss = (v_hat - v).pow(2).flatten(1).mean(1)
-    x_loss = (x_hat - x0).pow(2).flatten(1).mean(1)
-    torch.testing.assert_close(x_loss_weights(scheduler, steps, 1e9) * x_loss, v_loss, rtol=1e-3, atol=1e-6)
-    capped = x_loss_weights(scheduler, steps, 5.0)
-    assert capped[0] == pytest.approx(6.0) and capped.min() >= 1 and torch.all(capped <= 6)
-
-
-def test_motion_loss_weighs_the_frame_to_frame_change():
-    """motion_loss_weight adds w·|Δx̂ − Δx|² (Δ along frames) to x-prediction's loss: a clip
-    whose frames are right but move the wrong way costs more."""
-    from types import SimpleNamespace
-
-    from diffusers import DDPMScheduler
-
-    from dreamvideo.models.modelscope import NOISE_SCHEDULE
-    from dreamvideo.training.stages import _LatentVideoStage, x_loss_weights
-
-    scheduler = DDPMScheduler(**NOISE_SCHEDULE, prediction_type="sample")
-    gen = torch.Generator().manual_seed(0)
-    x0 = torch.randn(2, 3, 4, 8, 8, generator=gen)
-    reversed_motion = x0.flip(2)  # the same frames, played backwards
-    steps = torch.tensor([900, 100])
-
-    def loss(weight: float, prediction: torch.Tensor) -> torch.Tensor:
-        stage = SimpleNamespace(prediction_type="sample", noise_scheduler=scheduler, snr_cap=5.0)
-        stage.motion_loss_weight = weight
-        return _LatentVideoStage.prediction_loss(stage, prediction, x0, steps)
-
-    plain = (reversed_motion - x0).pow(2).flatten(1).mean(1)
-    change = (reversed_motion.diff(dim=2) - x0.diff(dim=2)).pow(2).flatten(1).mean(1)
-    expected = (x_loss_weights(scheduler, steps, 5.0) * (plain + 4.0 * change)).mean()
-    torch.testing.assert_close(loss(4.0, reversed_motion), expected)
-    assert loss(4.0, reversed_motion) > loss(0.0, reversed_motion) and loss(4.0, x0) == 0
-
-
-def test_motion_loss_needs_x_prediction(tmp_path):
-    path = write_config(tmp_path, "t2v", 2, out=tmp_path / "t2v", vae=tmp_path / "missing")
-    config = load_config(path, {"stage_options.motion_loss_weight": 1.0, "model.latent_space": "pixels"})
-    with pytest.raises(UserError, match="motion_loss_weight"):
-        train(config, max_steps=1)
-
-
-def test_pixel_latent_space_trains_x_prediction_end_to_end(tmp_path, photo):
-    """latent_space = "pixels": t2v (x-prediction) and i2v train on the lossless space-to-depth
-    latents and export a pipeline whose `vae` is the PixelShuffleAutoencoder."""
-    from dreamvideo import load_pipeline
-    from dreamvideo.models import PixelShuffleAutoencoder
-
-    t2v, i2v = tmp_path / "t2v", tmp_path / "i2v"
-    t2v_config = write_config(tmp_path, "t2v", 2, out=t2v, vae="unused")
-    pixels = {
-        "model.latent_space": "pixels",
-        "model.pixel_downscale": 4,
-        "stage_options.prediction_type": "sample",
-        "init": {},
-    }
-    train(load_config(t2v_config, pixels))
-    config = write_config(tmp_path, "i2v", 2, out=i2v, t2v=t2v / "pipeline", cache="")
-    train(load_config(config))  # no latent cache: clips are rendered on the fly
-    pipe = load_pipeline(i2v / "pipeline")
-    assert isinstance(pipe.vae, PixelShuffleAutoencoder) and pipe.vae.config.latent_channels == 48
-    assert pipe.scheduler.config.prediction_type == "sample"
-    assert pipe.vae.config.scaling_factor != 1.0  # fitted to unit-variance latents
-    pipe.set_progress_bar_config(disable=True)
-    assert pipe(photo, "a ball", num_inference_steps=2).frames.shape == (1, 4, 32, 32, 3)
-    with pytest.raises(UserError, match="latent_space must be one of"):
-        train(load_config(t2v_config, {**pixels, "model.latent_space": "dct"}))
-    with pytest.raises(UserError, match="pixel_downscale must be"):
-        train(load_config(t2v_config, {**pixels, "model.pixel_downscale": 3}))
-    with pytest.raises(UserError, match="image_encoder_type must be one of"):
-        train(load_config(config, {"model.image_encoder_type": "clip"}))
-
-
 GPU_SCRIPT_MICRO = [
-    "data.size=32",
+    "data.num_frames=4",
     "data.workers=2",
     "optim.batch_size=2",
     "optim.steps=2",
@@ -541,21 +452,28 @@ GPU_SCRIPT_MICRO = [
 ]
 
 
-def test_gpu_train_default_script_dry_run_on_cpu(tmp_path):
-    """scripts/gpu_train_default.sh at micro size: both stages, the split tar reassembles into a
-    pipeline that loads and samples, summary.json; a failing stage is a clear error."""
+def test_gpu_train_default_script_dry_run_on_cpu(tmp_path, model_dir):
+    """scripts/gpu_train_default.sh at micro size: the continuation of a model (INIT; the shipped
+    release by default), the split tar reassembles into a pipeline that loads and samples,
+    summary.json; a failing stage is a clear error."""
     from PIL import Image
 
     from dreamvideo import load_pipeline
 
     root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "RUNS": str(tmp_path / "runs"), "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "RUNS": str(tmp_path / "runs"),
+        "PYTHON": sys.executable,
+        "OMP_NUM_THREADS": "1",
+        "INIT": str(model_dir),
+    }
     out = tmp_path / "out"
     script = [str(root / "scripts" / "gpu_train_default.sh"), str(out)]
     done = subprocess.run(["bash", *script, *GPU_SCRIPT_MICRO], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["pixel_t2v"]["steps"] == summary["pixel_i2v"]["steps"] == 2
+    assert list(summary) == ["i2v", "device"] and summary["i2v"]["steps"] == 2
     assert summary["device"] == "cpu"
     parts = sorted(out.glob("model.tar.part-*"))
     assert parts and all(p.stat().st_size <= 15 * 2**20 for p in parts)
@@ -564,24 +482,19 @@ def test_gpu_train_default_script_dry_run_on_cpu(tmp_path):
     subprocess.run(f"cat {' '.join(map(str, parts))} | tar -x -C {model}", shell=True, check=True)
     pipe = load_pipeline(model / "pipeline")
     frames = pipe(
-        image=Image.new("RGB", (32, 32)),
+        image=Image.new("RGB", (64, 64)),
         prompt="a ball moves left",
         num_frames=2,
         num_inference_steps=1,
-        height=32,
-        width=32,
         output_type="np",
     ).frames
     assert frames.shape[1] == 2
-    env_init = {**env, "RUNS": str(tmp_path / "runs_init"), "INIT": str(model / "pipeline")}
-    warm = subprocess.run(["bash", script[0], str(tmp_path / "out_init"), *GPU_SCRIPT_MICRO], env=env_init)
-    assert warm.returncode == 0
-    summary = json.loads((tmp_path / "out_init" / "summary.json").read_text())
-    assert list(summary) == ["pixel_i2v", "device"] and summary["pixel_i2v"]["steps"] == 2
     failed = subprocess.run(
         ["bash", script[0], str(tmp_path / "out2"), *GPU_SCRIPT_MICRO, "optim.lr_schedule=nope"],
         env={**env, "RUNS": str(tmp_path / "runs2")},
         capture_output=True,
         text=True,
     )
-    assert failed.returncode == 1 and "error: pixel_t2v failed" in failed.stderr
+    assert failed.returncode == 1 and "error: i2v failed" in failed.stderr
+    bad = subprocess.run(["bash", script[0], str(tmp_path / "out3")], env={**env, "INIT": str(tmp_path)})
+    assert bad.returncode == 2

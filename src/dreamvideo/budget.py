@@ -55,13 +55,11 @@ class ModelFacts:
         index = json.loads((folder / "model_index.json").read_text())
         widths = tuple(vae["block_out_channels"])
         factor = vae_scale_factor(vae)
-        # A pixel-unshuffle "VAE" decodes by reshaping: its widest tensor is the RGB frame.
-        lossless = vae.get("_class_name") == "PixelShuffleAutoencoder"
         sample_size = unet.get("sample_size") or 32
         return cls(
             weight_bytes=weights,
             vae_factor=int(factor),
-            vae_top_channels=int(vae.get("in_channels", 3)) if lossless else int(widths[0]),
+            vae_top_channels=int(widths[0]),
             unet_widths=tuple(unet["block_out_channels"]),
             layers_per_block=int(unet.get("layers_per_block", 1)),
             # UNet3DConditionModel reads `attention_head_dim` as the number of heads

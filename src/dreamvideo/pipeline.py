@@ -34,7 +34,6 @@ from .loading import (
 )
 from .lora import DreamVideoLoraLoaderMixin
 from .models import DreamVideoDenoiser, FrameRetentionBranch
-from .models.pixel_autoencoder import PixelShuffleAutoencoder
 from .sizes import unet_downscale, vae_scale_factor
 from .text import encode_prompts
 
@@ -70,7 +69,7 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
 
     def __init__(
         self,
-        vae: AutoencoderKL | PixelShuffleAutoencoder,  # the latter: the lossless pixel space
+        vae: AutoencoderKL,
         text_encoder: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
         unet: UNet3DConditionModel,
@@ -109,21 +108,17 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
         cls,
         t2v: DiffusionPipeline | str | Path,
         image_embed_channels: int = 4,
-        image_encoder_type: str = "strided",
         **pipeline_config,
     ) -> DreamVideoPipeline:
         """Build DreamVideo from a diffusers text-to-video pipeline or folder (TextToVideoSDPipeline
         layout). The branch is copied from the UNet with zero-initialised injections, so the new
-        pipeline's noise prediction equals the base model's. `image_encoder_type`: the branch's conv
-        encoder of the reference, "strided" (stride-2 convs from pixels, as ControlNet's
-        conditioning embedding) or "space_to_depth" (pixel unshuffle, then two convs)."""
+        pipeline's noise prediction equals the base model's."""
         if not isinstance(t2v, DiffusionPipeline):
             t2v = load_t2v(t2v)
         branch = FrameRetentionBranch.from_unet(
             t2v.unet,
             image_embed_channels=image_embed_channels,
             downscale_factor=vae_scale_factor(t2v.vae.config),
-            image_encoder_type=image_encoder_type,
         )
         return cls(
             vae=t2v.vae,

@@ -8,8 +8,7 @@ from collections.abc import Mapping
 
 
 def vae_scale_factor(vae_config: Mapping) -> int:
-    """Pixels per latent side: 2 ** (VAE levels - 1), as diffusers' pipelines compute it (the
-    pixel-unshuffle autoencoder declares as many levels as its factor needs)."""
+    """Pixels per latent side: 2 ** (VAE levels - 1), as diffusers' pipelines compute it."""
     return 2 ** (len(vae_config["block_out_channels"]) - 1)
 
 

@@ -1,5 +1,4 @@
 from .denoiser import DreamVideoDenoiser
-from .pixel_autoencoder import PixelShuffleAutoencoder
 from .retention_branch import FrameRetentionBranch, ImageConditioningEncoder
 from .trainable import checkpoint_unet_blocks, count_parameters, is_temporal_parameter, mark_trainable
 
@@ -7,7 +6,6 @@ __all__ = [
     "DreamVideoDenoiser",
     "FrameRetentionBranch",
     "ImageConditioningEncoder",
-    "PixelShuffleAutoencoder",
     "checkpoint_unet_blocks",
     "count_parameters",
     "is_temporal_parameter",

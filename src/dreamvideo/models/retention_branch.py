@@ -62,23 +62,9 @@ class ImageConditioningEncoder(nn.Module):
         return self.conv_out(h)
 
 
-class SpaceToDepthImageEncoder(nn.Module):
-    """Conv encoder that first folds each f×f pixel patch into channels (pixel unshuffle), then
-    convolves at latent resolution: every pixel of the reference reaches the branch through two
-    convs, instead of through a stack of strided convs learnt from scratch. In a space-to-depth
-    latent space its input is exactly the first frame's clean latent."""
-
-    def __init__(self, in_channels: int, out_channels: int, hidden_channels: int, downscale: int):
-        super().__init__()
-        self.downscale = downscale
-        self.conv_in = nn.Conv2d(in_channels * downscale**2, hidden_channels, 3, padding=1)
-        self.conv_out = nn.Conv2d(hidden_channels, out_channels, 3, padding=1)
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.conv_out(F.silu(self.conv_in(F.pixel_unshuffle(image, self.downscale))))
-
-
-IMAGE_ENCODERS = ("strided", "space_to_depth")
+# The conv encoder of the reference. A second, space-to-depth one belonged to the unreleased second
+# design (docs/research-log.md; its code is in commit a008ff7): folders saved with the key load.
+IMAGE_ENCODERS = ("strided",)
 
 
 class FrameRetentionBranch(ModelMixin, AttentionMixin, ConfigMixin):
@@ -125,14 +111,9 @@ class FrameRetentionBranch(ModelMixin, AttentionMixin, ConfigMixin):
             raise ValueError(
                 f"image_encoder_type must be one of {IMAGE_ENCODERS}, got {image_encoder_type!r}"
             )
-        if image_encoder_type == "space_to_depth":
-            self.image_encoder = SpaceToDepthImageEncoder(
-                image_channels, image_embed_channels, image_encoder_channels[-1], downscale_factor
-            )
-        else:
-            self.image_encoder = ImageConditioningEncoder(
-                image_channels, image_embed_channels, tuple(image_encoder_channels), downscale_factor
-            )
+        self.image_encoder = ImageConditioningEncoder(
+            image_channels, image_embed_channels, tuple(image_encoder_channels), downscale_factor
+        )
         self.latent_conv = nn.Conv2d(in_channels, in_channels, 3, padding=1)
         nn.init.dirac_(self.latent_conv.weight)  # identity at init: the branch starts as the base
         nn.init.zeros_(self.latent_conv.bias)
@@ -236,7 +217,6 @@ class FrameRetentionBranch(ModelMixin, AttentionMixin, ConfigMixin):
         image_encoder_channels: tuple[int, ...] | None = None,
         downscale_factor: int = 8,
         load_weights_from_unet: bool = True,
-        image_encoder_type: str = "strided",
     ) -> FrameRetentionBranch:
         """Build the branch from a base UNet, copying its down path's configuration and weights."""
         cfg = unet.config
@@ -259,7 +239,6 @@ class FrameRetentionBranch(ModelMixin, AttentionMixin, ConfigMixin):
             cross_attention_dim=cfg.cross_attention_dim,
             attention_head_dim=cfg.attention_head_dim,
             time_cond_proj_dim=cfg.time_cond_proj_dim,
-            image_encoder_type=image_encoder_type,
         )
         if (branch.device, branch.dtype) != (unet.device, unet.dtype):
             branch.to(device=unet.device, dtype=unet.dtype)

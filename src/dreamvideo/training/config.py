@@ -76,8 +76,6 @@ class VAEOptions:
 
 @dataclass
 class T2VModel:
-    latent_space: str = "vae"  # "vae" ([init] vae) or "pixels" (lossless space-to-depth)
-    pixel_downscale: int = 8  # latent_space = "pixels": the space-to-depth factor
     block_out_channels: list[int] = field(default_factory=lambda: [64, 128, 128])
     down_block_types: list[str] = field(
         default_factory=lambda: ["CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"]
@@ -93,7 +91,6 @@ class T2VModel:
 @dataclass
 class I2VModel:
     image_embed_channels: int = 4
-    image_encoder_type: str = "strided"  # models.retention_branch.IMAGE_ENCODERS
     # Additions to the branch's time embedding (docs/method.md), zero-initialised: true adds them,
     # also to a warm-started model; false keeps what the model has.
     frame_position_embedding: bool = False
@@ -111,8 +108,6 @@ class DiffusionOptions:
     timestep_logit_mean: float = 0.0
     timestep_logit_std: float = 1.0
     timestep_uniform_share: float = 0.0
-    x_loss_snr_cap: float = 5.0  # x-prediction's Min-SNR cap
-    motion_loss_weight: float = 0.0  # weight of the frame-to-frame change (x-prediction only)
 
 
 @dataclass

@@ -1,8 +1,7 @@
 """The three training stages of DreamVideo (docs/training.md), one class each.
 
 - `vae`: a small `AutoencoderKL` on video frames (L1 + SSIM + KL).
-- `t2v`: the text-to-video base (`UNet3DConditionModel`) on VAE latents or lossless pixel-unshuffle
-  latents (`latent_space = "pixels"`), text dropout for CFG.
+- `t2v`: the text-to-video base (`UNet3DConditionModel`) on VAE latents, text dropout for CFG.
 - `i2v`: DreamVideo built from the t2v model; the retention branch and the main UNet's
   temporal layers train, with independent image / text / both dropout for double-condition CFG.
 
@@ -31,18 +30,14 @@ from ..lora import adapter_state_dict, add_adapter, base_fingerprint, save_adapt
 from ..metrics import ssim
 from ..models import DreamVideoDenoiser, checkpoint_unet_blocks, mark_trainable
 from ..models.modelscope import NOISE_SCHEDULE
-from ..models.pixel_autoencoder import PixelShuffleAutoencoder, fit_scaling_factor
-from ..models.retention_branch import IMAGE_ENCODERS
 from ..sizes import vae_scale_factor
 from ..text import encode_prompts, load_minilm
 from .config import TrainConfig
 
 # What the UNet predicts. "v_prediction" (Salimans & Ho 2022) keeps the clean-latent estimate
 # bounded at high noise levels, where a small undertrained ε-model's errors are amplified ~15x.
-# "sample" (x-prediction) predicts the clean latents: what makes high-dimensional pixel patches
-# learnable (JiT, 2025); its loss is weighted as a v-loss with a Min-SNR cap (`x_loss_weights`).
-PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
-LATENT_SPACES = ("vae", "pixels")
+# (The unreleased second design's x-prediction and pixel latents: commit a008ff7, docs/research-log.md.)
+PREDICTION_TYPES = ("epsilon", "v_prediction")
 TIMESTEP_SAMPLINGS = ("uniform", "logit_normal")
 
 
@@ -54,23 +49,12 @@ def noised_target(
     noisy = scheduler.add_noise(latents, noise, timesteps)
     if scheduler.config.prediction_type == "v_prediction":
         return noisy, scheduler.get_velocity(latents, noise, timesteps)
-    if scheduler.config.prediction_type == "sample":
-        return noisy, latents
     return noisy, noise
 
 
 def on_generator(generator: torch.Generator) -> dict[str, Any]:
     """Keyword arguments that draw from `generator` on its own device (the training device)."""
     return {"generator": generator, "device": generator.device}
-
-
-def x_loss_weights(scheduler: DDPMScheduler, timesteps: torch.Tensor, snr_cap: float) -> torch.Tensor:
-    """Per-sample weights of an x-prediction MSE: 1 + min(SNR, cap).
-
-    Uncapped, 1 + SNR turns the x-error into the v-loss (|v̂ − v|² = (1 + SNR)|x̂ − x|²); the cap
-    (Min-SNR, Hang et al. 2023) keeps the nearly clean timesteps from dominating the gradient."""
-    alphas = scheduler.alphas_cumprod.to(timesteps.device)[timesteps]
-    return 1 + (alphas / (1 - alphas)).clamp(max=snr_cap)
 
 
 class Stage:
@@ -212,16 +196,6 @@ class _LatentVideoStage(Stage):
         self.uniform_share = float(self.options.timestep_uniform_share)
         if self.logit_std <= 0 or not 0 <= self.uniform_share <= 1:
             raise UserError("timestep_logit_std must be > 0 and timestep_uniform_share in [0, 1]")
-        self.snr_cap = float(self.options.x_loss_snr_cap)
-        if not self.snr_cap > 0:
-            raise UserError("x_loss_snr_cap must be > 0")
-        # Extra weight on the clip's frame-to-frame change (x-prediction only): the part of a
-        # clip that the caption's motion words decide is a small share of the plain loss.
-        self.motion_loss_weight = float(self.options.motion_loss_weight)
-        if self.motion_loss_weight < 0 or (self.motion_loss_weight and prediction_type != "sample"):
-            raise UserError(
-                "motion_loss_weight must be >= 0 and needs x-prediction (prediction_type 'sample')"
-            )
 
     @property
     def prediction_type(self) -> str:
@@ -265,10 +239,8 @@ class _LatentVideoStage(Stage):
         """(B, F, 3, H, W) -> scaled latents (B, C, F, h, w)."""
         b, f = frames.shape[:2]
         dist = self.vae.encode(frames.flatten(0, 1)).latent_dist
-        latents = dist.mean
-        if not dist.deterministic:  # the pixel autoencoder's latents are a point mass
-            noise = torch.randn(latents.shape, **on_generator(generator))
-            latents = latents + dist.std * noise
+        noise = torch.randn(dist.mean.shape, **on_generator(generator))
+        latents = dist.mean + dist.std * noise
         latents = latents * self.vae.config.scaling_factor
         # contiguous: a permuted view reaching the UNet's conv3d backward crashes PyTorch's CPU kernels
         return latents.reshape(b, f, *latents.shape[1:]).permute(0, 2, 1, 3, 4).contiguous()
@@ -290,18 +262,10 @@ class _LatentVideoStage(Stage):
             timesteps = torch.where(keep_uniform, timesteps, biased)
         return timesteps
 
-    def prediction_loss(
-        self, prediction: torch.Tensor, target: torch.Tensor, timesteps: torch.Tensor
-    ) -> torch.Tensor:
-        """MSE to the target; x-prediction's per-sample weights make it a capped v-loss."""
-        if self.prediction_type != "sample":
-            return F.mse_loss(prediction, target)
-        prediction, target = prediction.float(), target.float()
-        per_sample = (prediction - target).pow(2).flatten(1).mean(1)
-        if self.motion_loss_weight:  # latents are (B, C, F, h, w): differences along frames
-            error = prediction.diff(dim=2) - target.diff(dim=2)
-            per_sample = per_sample + self.motion_loss_weight * error.pow(2).flatten(1).mean(1)
-        return (x_loss_weights(self.noise_scheduler, timesteps, self.snr_cap) * per_sample).mean()
+    @staticmethod
+    def prediction_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """MSE to the target (the noise or the velocity); every timestep weighs the same."""
+        return F.mse_loss(prediction, target)
 
     @torch.no_grad()
     def text_embeddings(self, captions: list[str], drop_text: torch.Tensor) -> torch.Tensor:
@@ -318,32 +282,15 @@ def _load_vae(path: str) -> AutoencoderKL:
     return AutoencoderKL.from_pretrained(folder, use_safetensors=True, local_files_only=True)
 
 
-def _image_encoder_type(kind: str) -> str:
-    if kind not in IMAGE_ENCODERS:
-        raise UserError(f"image_encoder_type must be one of {', '.join(IMAGE_ENCODERS)}, got {kind!r}")
-    return kind
-
-
 class T2VStage(_LatentVideoStage):
     name = "t2v"
 
     def __init__(self, config: TrainConfig, device: torch.device):
         super().__init__(config, device, str(config.options().prediction_type or "epsilon"))
         model = config.model_table()
-        latent_space = str(model.latent_space)
-        if latent_space not in LATENT_SPACES:
-            raise UserError(f"latent_space must be one of {', '.join(LATENT_SPACES)}, got {latent_space!r}")
-        if latent_space == "pixels":
-            downscale = model.pixel_downscale
-            if downscale not in (1, 2, 4, 8, 16):
-                raise UserError(f"pixel_downscale must be 1, 2, 4, 8 or 16, got {downscale!r}")
-            self.vae = self._pixel_autoencoder(downscale)
-        elif "vae" not in config.init:
-            raise UserError(
-                "the t2v stage needs [init] vae = 'path/to/vae' (or [model] latent_space = 'pixels')"
-            )
-        else:
-            self.vae = _load_vae(config.init["vae"])
+        if "vae" not in config.init:
+            raise UserError("the t2v stage needs [init] vae = 'path/to/vae'")
+        self.vae = _load_vae(config.init["vae"])
         self.tokenizer, self.text_encoder = load_minilm(int(self.options.max_tokens))
         self._freeze(self.vae, self.text_encoder)
         factor = vae_scale_factor(self.vae.config)
@@ -369,22 +316,13 @@ class T2VStage(_LatentVideoStage):
         self.text_dropout = float(self.options.text_dropout)
         self.open_cache()
 
-    def _pixel_autoencoder(self, downscale: int) -> PixelShuffleAutoencoder:
-        """The lossless space-to-depth latent space, scaled to unit variance on 64 clips' frames
-        (indices past any training data, as the VAE stage's export)."""
-        autoencoder = PixelShuffleAutoencoder(downscale_factor=downscale)
-        frames = torch.cat([frames_to_signed(self.source.clip(10_000_000 + i).frames) for i in range(64)])
-        autoencoder.register_to_config(scaling_factor=fit_scaling_factor(autoencoder, frames))
-        return autoencoder
-
     def loss(self, module, batch, generator):
         latents = self.batch_latents(batch, generator)
         noisy, target, timesteps = self.noisy_latents(latents, generator)
         drop = torch.rand(latents.shape[0], **on_generator(generator)) < self.text_dropout
         context = self.text_embeddings(batch["captions"], drop)
-        return self.prediction_loss(
-            module(noisy, timesteps, encoder_hidden_states=context).sample, target, timesteps
-        )
+        prediction = module(noisy, timesteps, encoder_hidden_states=context).sample
+        return self.prediction_loss(prediction, target)
 
     def export(self, output_dir: Path) -> Path:
         pipe = TextToVideoSDPipeline(
@@ -432,7 +370,6 @@ class I2VStage(_LatentVideoStage):
             pipe = DreamVideoPipeline.from_t2v(
                 config.init["t2v"],
                 image_embed_channels=int(model.image_embed_channels),
-                image_encoder_type=_image_encoder_type(model.image_encoder_type),
                 **defaults,
             )
         additions = {
@@ -445,6 +382,10 @@ class I2VStage(_LatentVideoStage):
         self.pipe = pipe
         # The branch learns on top of the base UNet, so it predicts what the base predicts.
         base_prediction = pipe.scheduler.config.get("prediction_type", "epsilon")
+        if base_prediction not in PREDICTION_TYPES:
+            raise UserError(
+                f"the base model predicts {base_prediction!r}: training supports {PREDICTION_TYPES}"
+            )
         asked = self.options.prediction_type or base_prediction
         if asked != base_prediction:
             raise UserError(
@@ -480,9 +421,8 @@ class I2VStage(_LatentVideoStage):
         # The null image is all zeros in [-1, 1], as at sampling time.
         reference = batch["reference"] * (~drop_image).to(self.device).view(-1, 1, 1, 1)
         context = self.text_embeddings(batch["captions"], drop_text)
-        return self.prediction_loss(
-            module(noisy, timesteps, encoder_hidden_states=context, image=reference), target, timesteps
-        )
+        prediction = module(noisy, timesteps, encoder_hidden_states=context, image=reference)
+        return self.prediction_loss(prediction, target)
 
     def export(self, output_dir: Path) -> Path:
         if self.lora is not None:
@@ -496,7 +436,6 @@ class I2VStage(_LatentVideoStage):
         branch = self.pipe.retention_branch.config
         keys = (
             "image_embed_channels",
-            "image_encoder_type",
             "frame_position_embedding",
             "caption_time_embedding",
         )

@@ -1,6 +1,6 @@
 """How much the image and the prompt change a model's output (same initial noise).
 
-    python scripts/condition_sensitivity.py [--model DIR] [--steps 10]
+    python research/condition_sensitivity.py [--model DIR] [--steps 10]
 
 Prints the largest absolute change of the final latents when the prompt changes and when the
 reference image changes. A retention branch that learned nothing shows ~0 for the image.
