@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from diffusers import DDPMScheduler
 
-from dreamvideo.data.latent_cache import LatentCache
+from dreamvideo.data.latent_cache import LatentCache, encode_frames
 from dreamvideo.data.synthetic import OPPOSITES, training_phrasings
 from dreamvideo.evaluation.synthetic import heldout_clips
 from dreamvideo.io.images import frames_to_signed
@@ -54,15 +54,10 @@ def rendered_clips(vae, opposite: dict, count: int, size: int, frames: int):
     """The same from held-out clips rendered now and encoded with `vae`."""
     clips = [c for c in heldout_clips(4 * count, size, frames) if c[1].action in opposite][:count]
     pixels = frames_to_signed(np.stack([f for f, _ in clips]))  # (B, F, 3, H, W)
-    b, f = pixels.shape[:2]
-    flat = pixels.flatten(0, 1)
-    latents = (
-        torch.cat([vae.encode(c).latent_dist.mode() for c in flat.split(32)]) * vae.config.scaling_factor
-    )
-    latents = latents.reshape(b, f, *latents.shape[1:]).permute(0, 2, 1, 3, 4).contiguous()
+    latents = encode_frames(vae, pixels) * vae.config.scaling_factor
     return (
         latents,
-        flat.reshape(b, f, *flat.shape[1:])[:, 0],
+        pixels[:, 0],
         [s.action for _, s in clips],
         [s.object_name for _, s in clips],
     )

@@ -33,16 +33,25 @@ class LatentItem:
 
 
 @torch.no_grad()
+def encode_frames(vae, frames: torch.Tensor, chunk: int = 32) -> torch.Tensor:
+    """Clips (B, F, 3, H, W) in [-1, 1] -> the VAE's posterior means (B, C, F, h, w), unscaled,
+    float32 on the CPU, encoded `chunk` frames at a time."""
+    b, f = frames.shape[:2]
+    flat = frames.flatten(0, 1)
+    mean = torch.cat(
+        [vae.encode(c.to(vae.device, vae.dtype)).latent_dist.mean.float().cpu() for c in flat.split(chunk)]
+    )
+    return mean.reshape(b, f, *mean.shape[1:]).permute(0, 2, 1, 3, 4).contiguous()
+
+
+@torch.no_grad()
 def build_latent_cache(vae, source: ClipSource, num_clips: int, path: Path, batch: int = 16) -> Path:
     """Encode clips 0..num_clips-1 of `source` and write them to `path` (atomically)."""
     latents, firsts, meta = [], [], []
     for start in tqdm(range(0, num_clips, batch), desc="encoding latent cache", dynamic_ncols=True):
         clips = [source.clip(i) for i in range(start, min(start + batch, num_clips))]
         frames = torch.from_numpy(np.stack([c.frames for c in clips]))  # (B, F, H, W, 3)
-        pixels = frames_to_signed(frames).flatten(0, 1)
-        mean = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mean.float().cpu()
-        b, f = frames.shape[:2]
-        latents.append(mean.reshape(b, f, *mean.shape[1:]).permute(0, 2, 1, 3, 4).contiguous())
+        latents.append(encode_frames(vae, frames_to_signed(frames), chunk=batch * frames.shape[1]))
         firsts.append(frames[:, 0].contiguous())
         meta += [
             {"action": c.spec.action, "object": c.spec.object_name, "caption": c.caption}
