@@ -17,7 +17,7 @@ from dreamvideo.training.checkpoint import latest_checkpoint
 from dreamvideo.training.config import load_config
 from dreamvideo.training.trainer import train
 
-from .conftest import gen, run
+from .conftest import gen, run, train_in_two_processes
 
 pytest.importorskip("peft")
 ALL_MODULES = lora.LoraSettings(rank=4, modules=["branch", "temporal", "spatial"])
@@ -327,39 +327,7 @@ def test_lora_cli_bad_inputs_one_line_exit_2_nothing_written(tmp_path, capsys, p
 def test_lora_training_in_two_processes_keeps_ranks_equal(tmp_path, model_dir):
     """torchrun, 2 CPU processes (gloo), as `accelerate launch` runs it: the ranks end with the
     same adapter, and rank 0 writes the one file."""
-    import subprocess
-    import sys
-
     config = tmp_path / "ddp.toml"
     config.write_text(LORA_CONFIG.format(out=tmp_path / "ddp", model=model_dir, steps=3))
-    script = tmp_path / "ddp_lora.py"
-    script.write_text(f"""
-import os
-import torch.distributed as dist
-from dreamvideo.training.config import load_config
-from dreamvideo.training.trainer import train
-summary = train(load_config({str(config)!r}))
-digests = [None] * dist.get_world_size()
-dist.all_gather_object(digests, summary["param_digest"])
-assert dist.get_world_size() == 2 and len(set(digests)) == 1, digests
-print("RANKS-EQUAL", dist.get_rank(), flush=True)
-dist.barrier()
-os._exit(0)  # gloo's teardown at exit sometimes aborts; the check is done
-""")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node=2",
-            "--master_port=29519",
-            str(script),
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.count("RANKS-EQUAL") == 2
+    train_in_two_processes(config, tmp_path, port=29519)
     assert lora.read_adapter(tmp_path / "ddp" / "lora").rank == 4

@@ -17,6 +17,8 @@ from dreamvideo.training.checkpoint import latest_checkpoint, load_checkpoint
 from dreamvideo.training.config import load_config
 from dreamvideo.training.trainer import export_checkpoint, train
 
+from .conftest import train_in_two_processes
+
 MICRO = {
     "vae": """
 stage = "vae"
@@ -331,40 +333,7 @@ def test_config_errors(tmp_path):
 @pytest.mark.slow  # about 1 run in 6 dies in gloo on a 2-core machine; kept out of the default run
 def test_two_process_ddp_keeps_ranks_equal(tmp_path):
     """torchrun, 2 CPU processes with gloo: after some steps every rank holds the same weights."""
-    config = write_config(tmp_path, "vae", 4, out=tmp_path / "ddp")
-    script = tmp_path / "ddp_check.py"
-    script.write_text(f"""
-import os
-import torch.distributed as dist
-from dreamvideo.training.config import load_config
-from dreamvideo.training.trainer import export_checkpoint, train
-summary = train(load_config({str(config)!r}))
-digests = [None] * dist.get_world_size()
-dist.all_gather_object(digests, summary["param_digest"])
-assert dist.get_world_size() == 2 and len(set(digests)) == 1, digests
-print("RANKS-EQUAL", dist.get_rank(), summary["step"], flush=True)
-dist.barrier()
-# gloo's teardown at interpreter exit sometimes aborts ("terminate called without an active
-# exception"); the check is done, so leave without it.
-os._exit(0)
-""")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node=2",
-            "--master_port=29517",
-            str(script),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.count("RANKS-EQUAL") == 2
+    train_in_two_processes(write_config(tmp_path, "vae", 4, out=tmp_path / "ddp"), tmp_path, port=29517)
 
 
 @pytest.mark.slow  # gloo on 2 cores, as above
