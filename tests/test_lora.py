@@ -331,3 +331,17 @@ def test_lora_training_in_two_processes_keeps_ranks_equal(tmp_path, model_dir):
     config.write_text(LORA_CONFIG.format(out=tmp_path / "ddp", model=model_dir, steps=3))
     train_in_two_processes(config, tmp_path, port=29519)
     assert lora.read_adapter(tmp_path / "ddp" / "lora").rank == 4
+
+
+def test_without_peft_each_lora_command_names_the_install(
+    tmp_path, capsys, photo, model_dir, adapter_dir, monkeypatch
+):
+    """peft is an optional extra: without it, --lora and a [lora] run say how to get it (exit 2)."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "peft", None)  # `import peft` now raises ImportError
+    code, _, err = run(capsys, "generate", photo, "-o", tmp_path / "o.mp4", "--model", model_dir, "-p", "x",
+                       "--lora", adapter_dir / "wave")  # fmt: skip
+    assert code == 2 and 'pip install -e ".[lora]"' in err and not (tmp_path / "o.mp4").exists()
+    with pytest.raises(UserError, match=r"pip install -e \".\[lora\]\""):
+        _lora_config(tmp_path, model_dir, "nopeft", 2)  # refused as the config loads

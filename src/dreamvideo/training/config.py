@@ -163,8 +163,9 @@ class TrainConfig:
         """`[lora]` as `LoraSettings`, or None when the config has no such table."""
         if self.lora is None:
             return None
-        from ..lora import LoraSettings
+        from ..lora import LoraSettings, require_peft
 
+        require_peft()  # before any work: without peft, say how to install it
         return _build(LoraSettings, self.lora, f"{self.config_path} [lora]").check()
 
     def options(self):
