@@ -10,6 +10,8 @@ way on the model with the adapter in place.
 
     python scripts/fullsize_check.py --out docs/full-size/fullsize_check.json
     (minutes on 2 CPU cores; about 20 GB of RAM at full width)
+    python scripts/fullsize_check.py --lora-from docs/full-size/fullsize_check.json \\
+        --out docs/full-size/lora_estimate.json   (the LoRA rows alone, from that run: seconds)
 """
 
 from __future__ import annotations
@@ -143,6 +145,45 @@ def lora_activations(denoiser, latent: int, args) -> tuple[int, dict]:
     return sum(p.numel() for p in params), measured_activations(denoiser, latent, args)
 
 
+def lora_estimate(args) -> None:
+    """The LoRA rows without measuring again: a frozen base still saves what the backward pass to
+    the adapters needs, so the earlier run's activations stand in for the LoRA run's (the
+    adapters' own low-rank intermediates are not counted)."""
+    from types import SimpleNamespace
+
+    from dreamvideo.lora import LoraSettings, add_adapter
+
+    earlier = json.loads(args.lora_from.read_text())
+    measured = {
+        key == "True": value for key, value in earlier["activations"].items() if key in ("True", "False")
+    }
+    with torch.device("meta"):
+        denoiser = build_denoiser(args.width_divisor)
+    components = SimpleNamespace(unet=denoiser.unet, retention_branch=denoiser.branch)
+    trainable = sum(p.numel() for p in add_adapter(components, LoraSettings(rank=args.lora_rank)))
+    counts = earlier["parameters"]
+    total = sum(v for k, v in counts.items() if k in ("base_unet", "branch", "vae", "text_encoder"))
+    settings = [
+        (f"LoRA rank {args.lora_rank}, 1 GPU, no checkpointing", 256, 1, 0, False),
+        (f"LoRA rank {args.lora_rank}, 1 GPU, gradient checkpointing", 256, 1, 0, True),
+        (f"LoRA rank {args.lora_rank}, 1 GPU, checkpointing, 512x512", 512, 1, 0, True),
+    ]
+    rows = memory_rows(settings, total, trainable, measured, args)
+    print(f"LoRA rank {args.lora_rank} (branch + temporal): {trainable / 1e6:.2f} M trainable")
+    for r in rows:
+        print(f"| {r['setting']} | {r['weights_gib']:.1f} GiB | {r['grads_optimizer_ema_gib']:.2f} GiB | "
+              f"{r['activations_gib']:.1f} GiB | **{r['total_gib']:.1f} GiB** |")  # fmt: skip
+    result = {
+        "lora_rank": args.lora_rank,
+        "lora_trainable": trainable,
+        "from": str(args.lora_from),
+        "memory_per_gpu": rows,
+    }
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -156,11 +197,20 @@ def main() -> None:
     parser.add_argument("--train-frames", type=int, default=16)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--lora-rank", type=int, default=8, help="the LoRA rows' rank (0: no LoRA rows)")
+    parser.add_argument(
+        "--lora-from",
+        type=Path,
+        default=None,
+        help="only the LoRA rows, from this earlier run's JSON: the model built on the meta device "
+        "(parameter counts, seconds, no RAM) and its activations taken as the LoRA run's",
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    if args.lora_from:
+        return lora_estimate(args)
     start = time.perf_counter()
     torch.manual_seed(0)
     denoiser = build_denoiser(args.width_divisor).eval()
