@@ -10,7 +10,8 @@ direction gap of research/text_motion_sensitivity.py.
 
     python research/probe.py run baseline frame_position [--steps 1500] [--threads 1]
     python research/probe.py measure --model src/dreamvideo/weights/dreamvideo-tiny --name shipped
-    python research/probe.py table shipped baseline frame_position [--out docs/model-card/probes.md]
+    python research/probe.py keep shipped baseline frame_position      # -> docs/model-card/probes/
+    python research/probe.py table shipped baseline frame_position [--results docs/model-card/probes]
 
 `run` resumes a probe from its checkpoints and skips one already measured; several variants run
 one after another (on a GPU, minutes each). Results: runs/probes/NAME/probe.json.
@@ -33,6 +34,7 @@ from dreamvideo.training.trainer import train
 
 PROBE_CONFIGS = Path("configs/tiny/probes")
 RESULTS = Path("runs/probes")
+KEPT = Path("docs/model-card/probes")  # the measured records the model card's table is made from
 GAP_TIMESTEPS = (950, 800, 600, 400, 200)
 
 
@@ -110,8 +112,15 @@ ROWS = [
 ]
 
 
-def table(names: list[str]) -> str:
-    records = [json.loads((RESULTS / n / "probe.json").read_text()) for n in names]
+def table(names: list[str], results: Path = RESULTS) -> str:
+    """Markdown: one column a probe, from `results/NAME/probe.json` (or `results/NAME.json`, the
+    copies kept in docs/model-card/probes/)."""
+
+    def read(name: str) -> dict:
+        path = results / name / "probe.json"
+        return json.loads((path if path.is_file() else results / f"{name}.json").read_text())
+
+    records = [read(n) for n in names]
     lines = ["| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     lines += [f"| {label} | " + " | ".join(_cell(r, key) for r in records) + " |" for label, key in ROWS]
     actions = sorted({a for r in records for a in r["action_accuracy_per_action"]})
@@ -144,14 +153,21 @@ def main() -> None:
     p_table = commands.add_parser("table", help="a markdown table of measured probes")
     p_table.add_argument("names", nargs="+")
     p_table.add_argument("--out", type=Path, default=None)
+    p_table.add_argument("--results", type=Path, default=RESULTS, help="where the probe.json files are")
+    p_keep = commands.add_parser("keep", help="copy measured probes' probe.json to docs/model-card/probes/")
+    p_keep.add_argument("names", nargs="+")
     args = parser.parse_args()
     if args.command == "run":
         for variant in args.variants:
             run(variant, args.steps, args.num, args.photos, args.threads)
     elif args.command == "measure":
         measure(args.model, args.name, args.num, args.photos, args.threads)
+    elif args.command == "keep":
+        KEPT.mkdir(parents=True, exist_ok=True)
+        for name in args.names:
+            (KEPT / f"{name}.json").write_text((RESULTS / name / "probe.json").read_text())
     else:
-        text = table(args.names)
+        text = table(args.names, args.results)
         if args.out:
             args.out.write_text(text)
         print(text, end="")

@@ -345,3 +345,30 @@ def test_without_peft_each_lora_command_names_the_install(
     assert code == 2 and 'pip install -e ".[lora]"' in err and not (tmp_path / "o.mp4").exists()
     with pytest.raises(UserError, match=r"pip install -e \".\[lora\]\""):
         _lora_config(tmp_path, model_dir, "nopeft", 2)  # refused as the config loads
+
+
+def test_eval_clips_scores_a_dataset_s_own_motion(tmp_path, capsys, model_dir, adapter_dir):
+    """`data synth --action` writes clips of one motion (also one no training clip has);
+    `eval clips` generates from each first frame and caption and scores the measured motion."""
+    data = tmp_path / "diag"
+    code, _, err = run(
+        capsys, "data", "synth", "--out", data, "--num", "2", "--frames", "4", "--action", "move_up_right"
+    )
+    assert code == 0, err
+    rows = [json.loads(line) for line in (data / "motion.jsonl").read_text().splitlines()]
+    assert all(r["action"] == "move_up_right" and r["dx"] > 0 and r["dy"] < 0 for r in rows)
+    for flags in ([], ["--lora", adapter_dir / "wave"]):
+        out = tmp_path / f"eval{len(flags)}"
+        code, stdout, err = run(
+            capsys, "eval", "clips", data, "--model", model_dir, "--out", out, "--steps", "1", *flags
+        )
+        assert code == 0, err
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["num_clips"] == 2 and 0 <= metrics["direction_accuracy"] <= 1
+        assert metrics["label_accuracy"] is None and "direction_accuracy" in stdout
+    for args, message in (
+        (["eval", "clips", tmp_path / "nowhere", "--out", tmp_path / "e"], "no motion.jsonl"),
+        (["data", "synth", "--out", tmp_path / "d", "--num", "1", "--action", "jump"], "unknown action"),
+    ):
+        code, _, err = run(capsys, *args)
+        assert code == 2 and message in err and not (tmp_path / "e").exists()
