@@ -553,7 +553,7 @@ def test_synthetic_suite_scores_a_text_to_video_base(tmp_path, capsys):
 
 
 def test_cli_variant_choices_match_the_evaluation_variants():
-    # cli.py lists them itself so that `dreamvideo --help` does not import torch
+    # one home: dreamvideo.evaluation holds them torch-free, so `dreamvideo --help` stays light
     from dreamvideo.cli import eval_synthetic
     from dreamvideo.evaluation.synthetic import VARIANTS
 
