@@ -81,7 +81,29 @@ def test_fullsize_check_dry_run(tmp_path):
     result = json.loads(out.read_text())
     assert result["denoising_step"]["max_abs_difference_from_base"] == 0.0
     rows = {r["setting"]: r for r in result["memory_per_gpu"]}
-    assert len(rows) == 4 and all(r["total_gib"] > 0 for r in rows.values())
+    assert len(rows) == 7 and all(r["total_gib"] > 0 for r in rows.values())
+    # LoRA: the same weights, a sliver of the optimiser state, measured activations of its own
+    full, lora = rows["1 GPU or DDP, no checkpointing"], rows["LoRA rank 8, 1 GPU, no checkpointing"]
+    assert lora["weights_gib"] == full["weights_gib"]
+    assert lora["grads_optimizer_ema_gib"] < 0.05 * full["grads_optimizer_ema_gib"]
+    assert 0 < result["parameters"]["lora_trainable"] < 0.1 * result["parameters"]["trainable"]
+    # the LoRA rows alone, from that file: the same trainable count, the same rows' shape
+    again = tmp_path / "lora.json"
+    run_script(
+        "scripts/fullsize_check.py", "--width-divisor", "16", "--lora-from", str(out), "--out", str(again)
+    )
+    estimate = json.loads(again.read_text())
+    assert estimate["lora_trainable"] == result["parameters"]["lora_trainable"]
+    assert [r["setting"] for r in estimate["memory_per_gpu"]] == [s for s in rows if s.startswith("LoRA")]
+
+
+def test_gpu_smoke_script_trains_only_a_lora_adapter_with_lora_rank():
+    out = run_script(
+        "scripts/gpu_smoke.py", "--device", "cpu", "--width-divisor", "16", "--frames", "2", "--size", "64",
+        "--steps", "1", "--dtype", "fp32", "--lora-rank", "4",
+    )  # fmt: skip
+    result = json.loads(out[out.index("{") :])
+    assert result["lora_rank"] == 4 and 0 < result["trainable"] < 0.05 * result["parameters"]
 
 
 @pytest.mark.slow  # minutes and ~20 GB of RAM: the real ModelScope widths
