@@ -262,11 +262,6 @@ class _LatentVideoStage(Stage):
             timesteps = torch.where(keep_uniform, timesteps, biased)
         return timesteps
 
-    @staticmethod
-    def prediction_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """MSE to the target (the noise or the velocity); every timestep weighs the same."""
-        return F.mse_loss(prediction, target)
-
     @torch.no_grad()
     def text_embeddings(self, captions: list[str], drop_text: torch.Tensor) -> torch.Tensor:
         prompts = [
@@ -322,7 +317,7 @@ class T2VStage(_LatentVideoStage):
         drop = torch.rand(latents.shape[0], **on_generator(generator)) < self.text_dropout
         context = self.text_embeddings(batch["captions"], drop)
         prediction = module(noisy, timesteps, encoder_hidden_states=context).sample
-        return self.prediction_loss(prediction, target)
+        return F.mse_loss(prediction, target)  # to the noise or the velocity, every timestep alike
 
     def export(self, output_dir: Path) -> Path:
         pipe = TextToVideoSDPipeline(
@@ -422,7 +417,7 @@ class I2VStage(_LatentVideoStage):
         reference = batch["reference"] * (~drop_image).to(self.device).view(-1, 1, 1, 1)
         context = self.text_embeddings(batch["captions"], drop_text)
         prediction = module(noisy, timesteps, encoder_hidden_states=context, image=reference)
-        return self.prediction_loss(prediction, target)
+        return F.mse_loss(prediction, target)  # to the noise or the velocity, every timestep alike
 
     def export(self, output_dir: Path) -> Path:
         if self.lora is not None:
