@@ -354,6 +354,10 @@ TRAIN_PHOTOS = [
     "coins",
 ]
 HELDOUT_PHOTOS = ["coffee", "rocket", "chelsea"]
+# Photographs for fine-tuning the VAE's decoder on natural detail (`vae` stage,
+# `photo_crops_per_batch`): the training photos and others the installed packages ship
+# (skimage.data, matplotlib's sample data); never HELDOUT_PHOTOS.
+DECODER_PHOTOS = [*TRAIN_PHOTOS, "stereo_motorcycle", "grace_hopper", "moon", "clock", "cell"]
 TEXTURE_PHOTOS = ["brick", "grass", "gravel"]
 SPLIT_SEED_OFFSET = {"train": 0, "heldout": 1_000_003}
 # How much rotations and size changes move the content over a clip (`data.motion_ranges`).
@@ -398,17 +402,28 @@ class ClipSpec:
 
 @functools.cache
 def load_photo(name: str) -> np.ndarray:
+    """A photograph shipped by an installed package, by name, as (H, W, 3) uint8."""
     import skimage.data
 
-    image = getattr(skimage.data, name)()
+    if name == "grace_hopper":  # matplotlib's sample portrait
+        import matplotlib.cbook
+
+        image = np.asarray(Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")).convert("RGB"))
+    elif name == "stereo_motorcycle":
+        image = skimage.data.stereo_motorcycle()[0]  # the left view of the pair
+    else:
+        image = getattr(skimage.data, name)()
     if image.ndim == 2:
         image = np.stack([image] * 3, -1)
     return np.ascontiguousarray(image[..., :3]).astype(np.uint8)
 
 
-def random_crop(rng: np.random.Generator, photo: np.ndarray, size: int) -> Image.Image:
+def random_crop(
+    rng: np.random.Generator, photo: np.ndarray, size: int, smallest: float = 0.25
+) -> Image.Image:
+    """A random square crop of `photo`, its side at least `smallest` of the photo's, as size×size."""
     h, w = photo.shape[:2]
-    side = int(rng.integers(min(h, w) // 4, min(h, w) + 1))
+    side = int(rng.integers(int(min(h, w) * smallest), min(h, w) + 1))
     y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
     return Image.fromarray(photo[y : y + side, x : x + side]).resize((size, size), Image.Resampling.BICUBIC)
 

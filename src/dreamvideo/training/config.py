@@ -72,6 +72,12 @@ class VAEOptions:
     ssim_weight: float = 0.5
     kl_weight: float = 1e-6
     sample_posterior: bool = False
+    # Fine-tune the decoder alone, the encoder frozen (as Stability's sd-vae-ft-mse): the latent
+    # space stays, so every diffusion model trained on it keeps working. Needs an [init].
+    train_decoder_only: bool = False
+    # Random crops of photographs (data.synthetic.DECODER_PHOTOS, never the held-out ones)
+    # added to each step's frames: natural detail that procedural clips lack.
+    photo_crops_per_batch: int = 0
 
 
 @dataclass

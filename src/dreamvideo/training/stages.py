@@ -12,6 +12,7 @@ diffusers-format folder at the end. The generic loop lives in `trainer.py`.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from torch import nn
 from ..data.latent_cache import LatentCache, build_latent_cache
 from ..data.parallel import ParallelSource, render_clips
 from ..data.sources import ClipSource, make_source
+from ..data.synthetic import DECODER_PHOTOS, load_photo, random_crop
 from ..errors import UserError
 from ..io.images import frames_to_signed
 from ..lora import adapter_state_dict, add_adapter, base_fingerprint, save_adapter
@@ -103,21 +105,27 @@ class VAEStage(Stage):
 
     def __init__(self, config: TrainConfig, device: torch.device):
         super().__init__(config, device)
-        model = config.model_table()
-        levels = len(model.block_out_channels)
-        self.module = AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * levels,
-            up_block_types=("UpDecoderBlock2D",) * levels,
-            block_out_channels=tuple(model.block_out_channels),
-            layers_per_block=model.layers_per_block,
-            latent_channels=model.latent_channels,
-            norm_num_groups=model.norm_num_groups,
-            sample_size=config.data.size,
-        ).to(device)
-        if "vae" in config.init:  # warm start: continue training an existing VAE
-            self.module.load_state_dict(_load_vae(config.init["vae"]).state_dict())
+        # [init] dreamvideo: refine a pipeline's VAE (its architecture and latent scale kept);
+        # [init] vae: continue a VAE folder; neither: a new VAE shaped by [model].
+        self.init_pipeline = config.init.get("dreamvideo")
+        if self.init_pipeline:
+            self.module = _load_vae(str(Path(self.init_pipeline) / "vae")).to(device)
+        else:
+            model = config.model_table()
+            levels = len(model.block_out_channels)
+            self.module = AutoencoderKL(
+                in_channels=3,
+                out_channels=3,
+                down_block_types=("DownEncoderBlock2D",) * levels,
+                up_block_types=("UpDecoderBlock2D",) * levels,
+                block_out_channels=tuple(model.block_out_channels),
+                layers_per_block=model.layers_per_block,
+                latent_channels=model.latent_channels,
+                norm_num_groups=model.norm_num_groups,
+                sample_size=config.data.size,
+            ).to(device)
+            if "vae" in config.init:  # warm start: continue training an existing VAE
+                self.module.load_state_dict(_load_vae(config.init["vae"]).state_dict())
         # Data parallelism (DDP) synchronises gradients only through `forward`: the loss's
         # encode -> decode pass is this instance's forward (the class, and so the exported
         # folder and the checkpoint keys, stay AutoencoderKL's).
@@ -126,6 +134,15 @@ class VAEStage(Stage):
         self.ssim_weight = float(self.options.ssim_weight)
         self.kl_weight = float(self.options.kl_weight)
         self.sample_posterior = bool(self.options.sample_posterior)
+        self.decoder_only = bool(self.options.train_decoder_only)
+        if self.decoder_only:
+            if not config.init:
+                raise UserError(f"{config.config_path}: train_decoder_only needs [init] vae or dreamvideo")
+            self.module.encoder.requires_grad_(False)
+            self.module.quant_conv.requires_grad_(False)
+        self.photo_crops = int(self.options.photo_crops_per_batch)
+        if self.photo_crops < 0:
+            raise UserError(f"{config.config_path}: photo_crops_per_batch must be 0 or more")
 
     def make_batch(self, indices: list[int]) -> dict[str, Any]:
         frames = []
@@ -135,11 +152,25 @@ class VAEStage(Stage):
                 len(clip.frames), size=min(self.frames_per_clip, len(clip.frames)), replace=False
             )
             frames.append(frames_to_signed(clip.frames[picks]))
+        if self.photo_crops:
+            frames.append(frames_to_signed(self._photo_crops(indices[0])))
         return {"images": torch.cat(frames).to(self.device)}
+
+    def _photo_crops(self, index: int) -> np.ndarray:
+        """`photo_crops_per_batch` crops (N, H, W, 3) of the decoder photos, from 1/8 of a photo's
+        side (fine detail) to all of it, flipped at random; fixed by the seed and batch index."""
+        rng = np.random.default_rng([self.config.seed, index, 11])
+        crops = []
+        for _ in range(self.photo_crops):
+            photo = load_photo(str(rng.choice(DECODER_PHOTOS)))
+            crop = np.asarray(random_crop(rng, photo, self.config.data.size, smallest=0.125))
+            crops.append(crop[:, ::-1] if rng.random() < 0.5 else crop)
+        return np.ascontiguousarray(np.stack(crops))
 
     def _reconstruct(self, images: torch.Tensor, generator: torch.Generator):
         vae = self.module
-        posterior = vae.encode(images).latent_dist
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.decoder_only):
+            posterior = vae.encode(images).latent_dist
         if self.sample_posterior:
             noise = torch.randn(posterior.mean.shape, **on_generator(generator))
             latents = posterior.mean + posterior.std * noise
@@ -160,12 +191,19 @@ class VAEStage(Stage):
     @torch.no_grad()
     def export(self, output_dir: Path) -> Path:
         vae = self.module.eval()
-        # Scale latents to unit variance for the diffusion stages (as Stable Diffusion's 0.18215).
-        batch = self.make_batch(list(range(10_000_000, 10_000_000 + 64)))["images"]
-        std = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in batch.split(16)]).std().item()
-        vae.register_to_config(scaling_factor=round(1.0 / std, 5))
+        if not self.decoder_only:  # a frozen encoder keeps its latent space, and so its scale
+            # Scale latents to unit variance for the diffusion stages (as Stable Diffusion's 0.18215).
+            batch = self.make_batch(list(range(10_000_000, 10_000_000 + 64)))["images"]
+            std = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in batch.split(16)]).std().item()
+            vae.register_to_config(scaling_factor=round(1.0 / std, 5))
         path = output_dir / "vae"
         vae.save_pretrained(path)
+        if self.init_pipeline:  # the pipeline it came from, with this VAE in place of its own
+            pipeline = output_dir / "pipeline"
+            shutil.rmtree(pipeline, ignore_errors=True)
+            shutil.copytree(self.init_pipeline, pipeline, ignore=shutil.ignore_patterns("vae"))
+            vae.save_pretrained(pipeline / "vae")
+            return pipeline
         return path
 
 
