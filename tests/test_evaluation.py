@@ -559,3 +559,47 @@ def test_cli_variant_choices_match_the_evaluation_variants():
 
     option = next(p for p in eval_synthetic.params if p.name == "variant")
     assert tuple(option.type.choices) == VARIANTS
+
+
+def test_eval_reconstruction_scores_each_held_out_set(tmp_path, capsys, model_dir, photo):
+    out = tmp_path / "recon.json"
+    code = main(
+        ["eval", "reconstruction", "--model", str(model_dir), "--image", photo,
+         "--num-frames", "4", "--num-photos", "3", "--out", str(out)]
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0 and "thumbnail" in printed
+    report = json.loads(out.read_text())
+    assert {name: row["count"] for name, row in report.items()} == {"synthetic": 4, "photos": 3, "images": 1}
+    for row in report.values():
+        assert -1 <= row["ssim"] <= 1 and -1 <= row["thumbnail_ssim"] <= 1 and row["psnr"] > 0
+    # the VAE folder alone gives the same figures as the model holding it
+    alone_args = ["--vae", str(model_dir / "vae"), "--size", "64", "--num-frames", "4", "--num-photos", "3"]
+    assert main(["eval", "reconstruction", *alone_args, "--out", str(tmp_path / "v.json")]) == 0
+    alone = json.loads((tmp_path / "v.json").read_text())
+    assert alone["photos"] == report["photos"] and alone["synthetic"] == report["synthetic"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--num-frames", "0"], "must be positive"),
+        (["--vae", "{tmp}"], "not a VAE folder"),
+        (["--image", "{tmp}/missing.png"], "missing.png"),
+        (["--out", "{tmp}"], "is a folder"),
+    ],
+)
+def test_eval_reconstruction_bad_input(tmp_path, capsys, model_dir, args, message):
+    args = [a.format(tmp=tmp_path) for a in args]
+    code = main(["eval", "reconstruction", "--model", str(model_dir), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_decoder_photos_never_include_the_held_out_photographs():
+    from dreamvideo.data.synthetic import DECODER_PHOTOS, HELDOUT_PHOTOS, load_photo
+
+    assert not set(DECODER_PHOTOS) & set(HELDOUT_PHOTOS)
+    assert all(
+        load_photo(name).dtype == np.uint8 and load_photo(name).shape[2] == 3 for name in DECODER_PHOTOS
+    )

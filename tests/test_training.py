@@ -145,6 +145,61 @@ def test_t2v_and_i2v_stages_train_and_export_loadable_models(trained, photo):
     assert changed and all(any(t in k for t in ("temp_", "transformer_in")) for k in changed)
 
 
+DECODER_FINE_TUNE = """
+stage = "vae"
+output_dir = "{out}"
+checkpoint_every = 5
+log_every = 1
+[init]
+dreamvideo = "{pipeline}"
+[data]
+size = 32
+num_frames = 4
+[optim]
+steps = 4
+batch_size = 2
+lr = 1e-2
+warmup_steps = 0
+lr_schedule = "constant"
+[stage_options]
+frames_per_clip = 1
+photo_crops_per_batch = 2
+train_decoder_only = true
+"""
+
+
+def test_decoder_fine_tune_keeps_the_latent_space_and_exports_the_pipeline(trained, tmp_path):
+    _tmp, out = trained
+    start = out["i2v"] / "pipeline"
+    config = tmp_path / "decoder.toml"
+    config.write_text(DECODER_FINE_TUNE.format(out=tmp_path / "ft", pipeline=start))
+    train(load_config(config))
+    before = load_file(start / "vae" / "diffusion_pytorch_model.safetensors")
+    after = load_file(tmp_path / "ft" / "pipeline" / "vae" / "diffusion_pytorch_model.safetensors")
+    encoder = [k for k in before if k.startswith(("encoder.", "quant_conv."))]
+    decoder = [k for k in before if k.startswith(("decoder.", "post_quant_conv."))]
+    assert encoder and all(torch.equal(before[k], after[k]) for k in encoder)
+    assert any(not torch.equal(before[k], after[k]) for k in decoder)
+    old, new = (
+        json.loads((p / "vae" / "config.json").read_text()) for p in (start, tmp_path / "ft" / "pipeline")
+    )
+    assert new["scaling_factor"] == old["scaling_factor"]  # the diffusion model's latents are unchanged
+    for part in ("unet", "retention_branch"):  # the rest of the pipeline is the one it came from
+        name = "diffusion_pytorch_model.safetensors"
+        assert (start / part / name).read_bytes() == (tmp_path / "ft" / "pipeline" / part / name).read_bytes()
+
+
+def test_decoder_fine_tune_config_errors(tmp_path):
+    plain = MICRO["vae"].format(out=tmp_path / "x", steps=2)
+    path = tmp_path / "a.toml"
+    path.write_text(plain + "[stage_options]\ntrain_decoder_only = true\n")
+    with pytest.raises(UserError, match="needs \\[init\\]"):
+        train(load_config(path))
+    path.write_text(plain + "[stage_options]\nphoto_crops_per_batch = -1\n")
+    with pytest.raises(UserError, match="photo_crops_per_batch"):
+        train(load_config(path))
+
+
 def test_gradient_checkpointing_gives_the_same_training(trained, tmp_path):
     """Recomputing activations in backward (the full-size memory saver) changes no number."""
     tmp, out = trained
