@@ -445,6 +445,33 @@ def test_timestep_sampling_options(tmp_path, trained):
         STAGES["i2v"](load_config(base, {"stage_options.timestep_sampling": "cosine"}), torch.device("cpu"))
 
 
+def test_reference_noise_grows_with_the_timestep_and_is_off_by_default(trained):
+    from dreamvideo.training.stages import STAGES
+
+    tmp, _ = trained
+    base = sorted(tmp.glob("i2v-*.toml"))[0]
+    seen = {}
+
+    def spy(noisy, timesteps, encoder_hidden_states, image):
+        seen.update(image=image, timesteps=timesteps)
+        return torch.zeros_like(noisy)
+
+    def branch_input(noise: float):
+        options = {"stage_options.condition_dropout": 0.0, "stage_options.reference_noise": noise}
+        stage = STAGES["i2v"](load_config(base, options), torch.device("cpu"))
+        batch = stage.make_batch(list(range(8)))
+        stage.loss(spy, batch, torch.Generator().manual_seed(0))
+        return seen["image"] - batch["reference"], seen["timesteps"]
+
+    clean, _ = branch_input(0.0)
+    assert torch.equal(clean, torch.zeros_like(clean))  # off: the branch sees the reference itself
+    added, timesteps = branch_input(0.5)
+    std = added.flatten(1).std(1)
+    assert (std > 0).all() and (std <= 0.5 * timesteps / 1000 * 1.1 + 1e-3).all()
+    with pytest.raises(UserError, match="reference_noise"):
+        STAGES["i2v"](load_config(base, {"stage_options.reference_noise": -1.0}), torch.device("cpu"))
+
+
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
 def test_noised_target_follows_the_ddpm_formulas(prediction_type):
     """x_t = √ᾱ x0 + √(1-ᾱ) ε; the target is ε, v = √ᾱ ε - √(1-ᾱ) x0, or x0."""

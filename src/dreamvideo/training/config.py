@@ -126,6 +126,11 @@ class T2VOptions(DiffusionOptions):
 class I2VOptions(DiffusionOptions):
     condition_dropout: float = 0.05  # each of: image only, text only, both
     train_all: bool = False  # train the main UNet's spatial layers too (not DreamVideo's recipe)
+    # Against conditional image leakage (Zhao et al. 2024: an i2v model leans on its image at high
+    # noise and makes still videos): Gaussian noise on the reference in training, its std
+    # reference_noise * (t / T) * u, u ~ U(0, 1) per clip, in [-1, 1] pixel units; sampling sees
+    # the clean image. 0: off.
+    reference_noise: float = 0.0
     # The exported pipeline's defaults (None: the base's or the pipeline's own).
     default_num_frames: int | None = None
     default_fps: int | None = None

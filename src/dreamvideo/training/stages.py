@@ -442,6 +442,9 @@ class I2VStage(_LatentVideoStage):
             checkpoint_unet_blocks(pipe.unet)
         # Independent condition dropout (InstructPix2Pix): image only, text only, both.
         self.p_drop = float(self.options.condition_dropout)
+        self.reference_noise = float(self.options.reference_noise)
+        if not 0 <= self.reference_noise < float("inf"):
+            raise UserError(f"{config.config_path}: reference_noise must be 0 or more")
         self.open_cache()
 
     def loss(self, module, batch, generator):
@@ -452,7 +455,14 @@ class I2VStage(_LatentVideoStage):
         drop_text = (r < p) | ((r >= 2 * p) & (r < 3 * p))
         drop_image = (r >= p) & (r < 3 * p)
         # The null image is all zeros in [-1, 1], as at sampling time.
-        reference = batch["reference"] * (~drop_image).to(self.device).view(-1, 1, 1, 1)
+        reference = batch["reference"]
+        if self.reference_noise > 0:  # more noise at higher t, where leakage makes clips still
+            level = timesteps.float() / self.noise_scheduler.config.num_train_timesteps
+            std = self.reference_noise * level * torch.rand(level.shape, **on_generator(generator))
+            reference = reference + std.view(-1, 1, 1, 1) * torch.randn(
+                reference.shape, **on_generator(generator)
+            )
+        reference = reference * (~drop_image).to(self.device).view(-1, 1, 1, 1)
         context = self.text_embeddings(batch["captions"], drop_text)
         prediction = module(noisy, timesteps, encoder_hidden_states=context, image=reference)
         return F.mse_loss(prediction, target)  # to the noise or the velocity, every timestep alike
