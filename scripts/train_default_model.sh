@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Reproduce the embedded default model on this project's procedural data: the stages of
 # configs/tiny/recipe.txt in order (vae, a VAE refinement, t2v, i2v and its continuations at new
-# schedules and timestep distributions; the diffusion stages train on latents of the refined
-# VAE), then install the last stage's exported pipeline as the default.
+# schedules, timestep distributions and data; the diffusion stages train on latents of the
+# refined VAE; the last stage fine-tunes the VAE's decoder alone), then install the last stage's
+# exported pipeline as the default, its weights in fp16.
 # Each stage resumes from its checkpoints if interrupted; run again to continue.
 # Usage: bash scripts/train_default_model.sh [RECIPE]   (default configs/tiny/recipe.txt)
 set -euo pipefail
@@ -23,8 +24,5 @@ for stage in "${stages[@]}"; do
     dreamvideo train "configs/tiny/$stage.toml"
   fi
 done
-target=src/dreamvideo/weights/dreamvideo-tiny
-mkdir -p "$(dirname "$target")"
-rm -rf "$target.tmp" && cp -r "runs/tiny/${stages[-1]}/pipeline" "$target.tmp"
-rm -rf "$target" && mv "$target.tmp" "$target"
-echo "installed the default model in $target"
+# the last stage's pipeline, its weights in fp16 (what the repo ships)
+python scripts/install_release.py "runs/tiny/${stages[-1]}/pipeline"
