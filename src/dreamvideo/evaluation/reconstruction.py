@@ -38,7 +38,8 @@ def reconstruction_sets(
     return sets
 
 
-def _thumbnail(batch: np.ndarray, factor: int = 4) -> np.ndarray:
+def thumbnail(batch: np.ndarray, factor: int = 4) -> np.ndarray:
+    """Each image `factor`× down and back up, bicubic: the floor a latent space should clear."""
     side = batch.shape[1]
     small = [Image.fromarray(x).resize((side // factor,) * 2, Image.Resampling.BICUBIC) for x in batch]
     return np.stack([np.asarray(s.resize((side, side), Image.Resampling.BICUBIC)) for s in small])
@@ -66,7 +67,7 @@ def evaluate_reconstruction(
     """Per set: the VAE's SSIM / PSNR and the thumbnail's, and how many images."""
     report = {}
     for name, batch in reconstruction_sets(size, num_frames, num_photos, images).items():
-        vae_scores, thumb = _scores(reconstruct(vae, batch), batch), _scores(_thumbnail(batch), batch)
+        vae_scores, thumb = _scores(reconstruct(vae, batch), batch), _scores(thumbnail(batch), batch)
         report[name] = {
             "count": len(batch),
             **vae_scores,
