@@ -12,6 +12,11 @@ direction gap of research/text_motion_sensitivity.py.
     python research/probe.py measure --model src/dreamvideo/weights/dreamvideo-tiny --name shipped
     python research/probe.py keep shipped baseline frame_position      # -> docs/model-card/probes/
     python research/probe.py table shipped baseline frame_position [--results docs/model-card/probes]
+    python research/probe.py release d836328 runs/probes/seventh_release   # a release from the history
+
+Round 1 (baseline.toml and the configs extending it) starts from the seventh release, which main
+no longer ships: `release` writes it from the commit that did. Round 2 (eighth_*.toml) starts from
+the shipped eighth release.
 
 `run` resumes a probe from its checkpoints and skips one already measured; several variants run
 one after another (on a GPU, minutes each). Results: runs/probes/NAME/probe.json.
@@ -21,6 +26,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -91,6 +99,19 @@ def run(variant: str, steps: int | None, num: int, photos: int, threads: int) ->
     return measure(export, variant, num, photos, threads, extra)
 
 
+def release(commit: str, out: Path, folder: str = "src/dreamvideo/weights/dreamvideo-tiny") -> None:
+    """The default model as commit `commit` shipped it -> `out` (written whole, then renamed)."""
+    if out.exists():
+        raise SystemExit(f"error: {out} exists")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        archive = Path(tmp) / "release.tar"
+        subprocess.run(["git", "archive", "-o", str(archive), commit, folder], check=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+        (Path(tmp) / folder).rename(out)
+
+
 def _cell(record: dict, key: str) -> str:
     value = record.get(key)
     if key == "direction_gap":
@@ -154,6 +175,9 @@ def main() -> None:
     p_table.add_argument("names", nargs="+")
     p_table.add_argument("--out", type=Path, default=None)
     p_table.add_argument("--results", type=Path, default=RESULTS, help="where the probe.json files are")
+    p_release = commands.add_parser("release", help="write the default model of a past commit")
+    p_release.add_argument("commit")
+    p_release.add_argument("out", type=Path)
     p_keep = commands.add_parser("keep", help="copy measured probes' probe.json to docs/model-card/probes/")
     p_keep.add_argument("names", nargs="+")
     args = parser.parse_args()
@@ -162,6 +186,8 @@ def main() -> None:
             run(variant, args.steps, args.num, args.photos, args.threads)
     elif args.command == "measure":
         measure(args.model, args.name, args.num, args.photos, args.threads)
+    elif args.command == "release":
+        release(args.commit, args.out)
     elif args.command == "keep":
         KEPT.mkdir(parents=True, exist_ok=True)
         for name in args.names:

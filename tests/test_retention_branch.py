@@ -150,3 +150,32 @@ def test_growing_a_trained_branch_keeps_its_prediction_until_the_additions_train
     assert (moved - before(latents, 500, context, image=image)).abs().max() > 1e-4
     with pytest.raises(ValueError, match="do not keep the branch's weights"):
         grown.with_config(image_embed_channels=7)
+
+
+def test_reference_first_frame_reaches_frame_zero_alone_and_keeps_the_trained_weights():
+    """`reference_first_frame`: the reference's features enter frame 0 only, beside a mask
+    channel. Grown from a trained branch, every old weight carries over and the mask's input
+    weights start at zero; the branch's input then differs from the broadcast branch's on the
+    other frames only (a change of conditioning, so the prediction is not kept)."""
+    from dreamvideo.testing import tiny_dreamvideo_pipeline
+
+    pipe = tiny_dreamvideo_pipeline("clip", seed=0, randomize_branch=True)
+    branch = pipe.retention_branch.eval()
+    grown = branch.with_config(reference_first_frame=True).eval()
+    old = branch.conv_in.in_channels
+    assert grown.conv_in.in_channels == old + 1
+    assert torch.equal(grown.conv_in.weight[:, :old], branch.conv_in.weight)
+    assert grown.conv_in.weight[:, old:].abs().sum() == 0
+    latents, context, image = _inputs(frames=4)
+    inputs = {}
+    for name, b in (("broadcast", branch), ("first", grown)):
+        b.conv_in.register_forward_hook(lambda m, args, out, name=name: inputs.__setitem__(name, args[0]))
+        with torch.no_grad():
+            b(latents, 500, context, b.encode_image(image))
+    broadcast, first = inputs["broadcast"], inputs["first"]  # rows: video b, frame f at b * 4 + f
+    frame = torch.arange(first.shape[0]) % 4
+    assert torch.equal(first[frame == 0, :old], broadcast[frame == 0])
+    assert torch.all(first[frame == 0, old] == 1) and torch.all(first[frame != 0, old] == 0)
+    latent_channels = branch.config.in_channels
+    assert torch.equal(first[frame != 0, :latent_channels], broadcast[frame != 0, :latent_channels])
+    assert torch.all(first[frame != 0, latent_channels:old] == 0)

@@ -99,6 +99,7 @@ class FrameRetentionBranch(ModelMixin, AttentionMixin, ConfigMixin):
         image_encoder_type: str = "strided",
         frame_position_embedding: bool = False,
         caption_time_embedding: bool = False,
+        reference_first_frame: bool = False,
     ):
         super().__init__()
         self.gradient_checkpointing = False
@@ -119,7 +120,12 @@ class FrameRetentionBranch(ModelMixin, AttentionMixin, ConfigMixin):
         nn.init.zeros_(self.latent_conv.bias)
 
         # Copy of the base UNet's down path (weights loaded by `from_unet`).
-        self.conv_in = nn.Conv2d(in_channels + image_embed_channels, block_out_channels[0], 3, padding=1)
+        # With `reference_first_frame` the reference reaches frame 0 only, beside a mask channel that
+        # marks that frame (as CogVideoX-I2V's frame-0 image latent); otherwise every frame sees it.
+        mask_channels = 1 if reference_first_frame else 0
+        self.conv_in = nn.Conv2d(
+            in_channels + image_embed_channels + mask_channels, block_out_channels[0], 3, padding=1
+        )
         time_embed_dim = block_out_channels[0] * 4
         self.time_proj = Timesteps(block_out_channels[0], True, 0)
         self.time_embedding = TimestepEmbedding(
@@ -198,8 +204,14 @@ class FrameRetentionBranch(ModelMixin, AttentionMixin, ConfigMixin):
         # Private keys dropped: `_use_default_values` would reset the changed keys to defaults.
         config = {k: v for k, v in self.config.items() if not k.startswith("_")}
         grown = type(self).from_config({**config, **changes})
+        state = self.state_dict()
+        if grown.conv_in.in_channels == self.conv_in.in_channels + 1:  # the frame-0 mask channel
+            # the old input channels keep their weights; the mask's start at zero
+            weight = torch.zeros_like(grown.conv_in.weight)
+            weight[:, : self.conv_in.in_channels] = state["conv_in.weight"]
+            state = state | {"conv_in.weight": weight}
         try:
-            missing, unexpected = grown.load_state_dict(self.state_dict(), strict=False)
+            missing, unexpected = grown.load_state_dict(state, strict=False)
         except RuntimeError as e:  # a shape change: the weights do not carry over
             raise ValueError(f"config changes {changes} do not keep the branch's weights: {e}") from None
         if unexpected or any(not k.startswith(("frame_embedding.", "caption_embedding.")) for k in missing):
@@ -293,7 +305,8 @@ class FrameRetentionBranch(ModelMixin, AttentionMixin, ConfigMixin):
             sample: noisy latents (B, C, F, h, w).
             timestep: scalar or (B,) timesteps.
             encoder_hidden_states: text context (B, L, D).
-            image_features: `encode_image` output (B, C_img, h, w), broadcast over frames.
+            image_features: `encode_image` output (B, C_img, h, w), broadcast over frames (or put
+                at frame 0 alone, with `reference_first_frame`).
             conditioning_scale: multiplies every residual.
             cross_attention_kwargs: for the attention processors (as the UNet's argument).
 
@@ -322,6 +335,10 @@ class FrameRetentionBranch(ModelMixin, AttentionMixin, ConfigMixin):
 
         latents = sample.permute(0, 2, 1, 3, 4).reshape(batch * num_frames, -1, height, width)
         features = image_features.repeat_interleave(num_frames, dim=0)
+        if self.config.reference_first_frame:
+            first = (torch.arange(num_frames, device=sample.device) == 0).to(features.dtype)
+            mask = first.repeat(batch).view(-1, 1, 1, 1)  # row b * F + f is frame f of video b
+            features = torch.cat([features * mask, mask.expand(-1, 1, height, width)], dim=1)
         h = torch.cat([self.latent_conv(latents), features], dim=1)
         h = self.conv_in(h)
         h = self.transformer_in(

@@ -101,6 +101,9 @@ class I2VModel:
     # also to a warm-started model; false keeps what the model has.
     frame_position_embedding: bool = False
     caption_time_embedding: bool = False
+    # The reference at frame 0 only, with a mask channel (zero-initialised weights), instead of
+    # broadcast to every frame; a warm-started model's other weights carry over.
+    reference_first_frame: bool = False
 
 
 @dataclass

@@ -407,7 +407,7 @@ class I2VStage(_LatentVideoStage):
             )
         additions = {
             name: True
-            for name in ("frame_position_embedding", "caption_time_embedding")
+            for name in ("frame_position_embedding", "caption_time_embedding", "reference_first_frame")
             if getattr(config.model_table(), name) and not pipe.retention_branch.config.get(name)
         }
         if additions:
@@ -481,6 +481,7 @@ class I2VStage(_LatentVideoStage):
             "image_embed_channels",
             "frame_position_embedding",
             "caption_time_embedding",
+            "reference_first_frame",
         )
         record = {"init": self.config.init} | {k: branch.get(k, False) for k in keys}
         (path / "training.json").write_text(
