@@ -12,6 +12,7 @@ direction gap of research/text_motion_sensitivity.py.
     python research/probe.py measure --model src/dreamvideo/weights/dreamvideo-tiny --name shipped
     python research/probe.py keep shipped baseline frame_position      # -> docs/model-card/probes/
     python research/probe.py table shipped baseline frame_position [--results docs/model-card/probes]
+    python research/probe.py speed eighth_baseline      # add the speed-word measure to a probe.json
     python research/probe.py release d836328 runs/probes/seventh_release   # a release from the history
 
 Round 1 (baseline.toml and the configs extending it) starts from the seventh release, which main
@@ -35,6 +36,7 @@ from pathlib import Path
 import torch
 from text_motion_sensitivity import direction_gaps
 
+from dreamvideo.evaluation.speed_words import evaluate_speed_words
 from dreamvideo.evaluation.synthetic import evaluate_synthetic
 from dreamvideo.pipeline import load_pipeline
 from dreamvideo.training.config import load_config
@@ -46,8 +48,22 @@ KEPT = Path("docs/model-card/probes")  # the measured records the model card's t
 GAP_TIMESTEPS = (950, 800, 600, 400, 200)
 
 
+SPEED_CLIPS = 48  # held-out moving clips of the speed-word measure, 4 an action
+
+
+def measure_speed_words(name: str, model: Path | None = None, clips: int = SPEED_CLIPS) -> dict:
+    """Add the speed-word measure to RESULTS/name/probe.json (its model unless `model` is given)."""
+    path = RESULTS / name / "probe.json"
+    record = json.loads(path.read_text())
+    pipe = load_pipeline(model or record["model"])
+    record["speed_words"] = evaluate_speed_words(pipe, clips, RESULTS / name / "speed_words.json")
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
 def measure(model: Path, name: str, num: int, photos: int, threads: int, extra: dict | None = None) -> dict:
-    """The held-out suite and the direction gap of one DreamVideo folder -> RESULTS/name/probe.json."""
+    """The held-out suite, the direction gap and the speed words of one DreamVideo folder ->
+    RESULTS/name/probe.json."""
     torch.set_num_threads(threads)
     out = RESULTS / name
     pipe = load_pipeline(model)
@@ -76,7 +92,7 @@ def measure(model: Path, name: str, num: int, photos: int, threads: int, extra: 
         "measure_seconds": round(time.perf_counter() - started, 1),
     }
     (out / "probe.json").write_text(json.dumps(record, indent=2) + "\n")
-    return record
+    return measure_speed_words(name, model)
 
 
 def run(variant: str, steps: int | None, num: int, photos: int, threads: int) -> dict:
@@ -116,6 +132,12 @@ def _cell(record: dict, key: str) -> str:
     value = record.get(key)
     if key == "direction_gap":
         return f"{100 * record[key]['950']:+.1f} %"
+    if key == "speed_words":
+        speed = record.get(key)
+        if speed is None:
+            return "not measured"
+        slow, none, quick = speed["speed_per_word"].values()
+        return f"{speed['ordered_fraction']:.2f} ({slow:.2f} / {none:.2f} / {quick:.2f})"
     if key == "measured_still":
         return f"{value} ({record['truly_still']} truly)"
     return f"{value:.3f}"
@@ -130,6 +152,7 @@ ROWS = [
     ("direction gap at t = 950", "direction_gap"),
     ("camera on unseen photos", "real_photo_camera_accuracy"),
     ("first-frame SSIM, unseen photos", "real_photo_first_frame_ssim"),
+    ("speed words ordered (px/frame: slowly / none / quickly)", "speed_words"),
 ]
 
 
@@ -175,6 +198,8 @@ def main() -> None:
     p_table.add_argument("names", nargs="+")
     p_table.add_argument("--out", type=Path, default=None)
     p_table.add_argument("--results", type=Path, default=RESULTS, help="where the probe.json files are")
+    p_speed = commands.add_parser("speed", help="add the speed-word measure to measured probes")
+    p_speed.add_argument("names", nargs="+")
     p_release = commands.add_parser("release", help="write the default model of a past commit")
     p_release.add_argument("commit")
     p_release.add_argument("out", type=Path)
@@ -186,6 +211,10 @@ def main() -> None:
             run(variant, args.steps, args.num, args.photos, args.threads)
     elif args.command == "measure":
         measure(args.model, args.name, args.num, args.photos, args.threads)
+    elif args.command == "speed":
+        torch.set_num_threads(1)
+        for name in args.names:
+            measure_speed_words(name)
     elif args.command == "release":
         release(args.commit, args.out)
     elif args.command == "keep":

@@ -167,8 +167,11 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
         num_videos_per_prompt: int = 1,
         output_type: str = "np",
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        strength: float = 1.0,
     ) -> None:
         """Every request value, before any work. `prompts` is None when embeddings are given."""
+        if not 0 < strength <= 1:
+            raise UserError(f"strength must be above 0 and at most 1, got {strength}")
         check_sampling_values(
             num_frames,
             num_inference_steps,
@@ -354,6 +357,35 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
             latents = latents.to(self._execution_device, self.unet.dtype)
         return latents * self.scheduler.init_noise_sigma
 
+    def prepare_start(
+        self,
+        reference: torch.Tensor,
+        num_frames: int,
+        num_inference_steps: int,
+        strength: float,
+        generator: torch.Generator | list[torch.Generator] | None,
+        latents: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(timesteps, initial latents) of one segment. Strength 1: pure noise at the last
+        timestep. Below 1, as diffusers' img2img `get_timesteps`: the schedule's first steps are
+        skipped and the reference, repeated as a still video (the VAE's latent mean), is noised
+        to the first remaining timestep (Zhao et al.'s analytic initialisation)."""
+        self.scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
+        height, width = reference.shape[-2:]
+        noise = self.prepare_latents(len(reference), num_frames, height, width, generator, latents)
+        if strength >= 1:
+            return self.scheduler.timesteps, noise
+        skip = (num_inference_steps - _steps_from(num_inference_steps, strength)) * self.scheduler.order
+        timesteps = self.scheduler.timesteps[skip:]
+        if hasattr(self.scheduler, "set_begin_index"):
+            self.scheduler.set_begin_index(skip)
+        still = (
+            self.vae.encode(reference.to(self.vae.dtype)).latent_dist.mean * self.vae.config.scaling_factor
+        )
+        still = still.unsqueeze(2).expand(-1, -1, num_frames, -1, -1).to(noise.dtype)
+        noise = noise / self.scheduler.init_noise_sigma
+        return timesteps, self.scheduler.add_noise(still, noise, timesteps[:1].repeat(len(still)))
+
     def decode_latents(self, latents: torch.Tensor, decode_chunk_size: int = 16) -> torch.Tensor:
         """(B, C, F, h, w) latents -> (B, 3, F, H, W) frames in [-1, 1], a chunk of frames at a time."""
         decode_chunk_size = getattr(self, "_decode_chunk_override", None) or decode_chunk_size
@@ -462,6 +494,7 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
         conditioning_scale: float = 1.0,
         decode_chunk_size: int = 16,
         guidance_scale: float | None = None,
+        strength: float = 1.0,
         **kwargs: Any,
     ) -> DreamVideoPipelineOutput | tuple:
         """Generate videos whose first frame keeps `image` and whose motion follows `prompt`.
@@ -488,6 +521,10 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
             callback_on_step_end: called as f(pipe, step, timestep, tensors) after every step with
                 the tensors named in `callback_on_step_end_tensor_inputs`; may return replacements
                 (e.g. {"latents": ...}); setting `pipe._interrupt` skips the remaining steps.
+            strength: where sampling starts, as a share of the schedule (diffusers' img2img name):
+                1 starts from pure noise at the last timestep; below 1 starts later, from the
+                reference as a still video noised to that level, and runs that share of the
+                steps (Zhao et al. 2024's remedy for clips that stay still; docs/method.md).
             The deprecated `callback(step, timestep, latents)` / `callback_steps` still work.
         """
         legacy = _legacy_callback(kwargs)  # the deprecated callback / callback_steps pair
@@ -497,13 +534,14 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
             image_guidance_scale, text_guidance_scale, guidance_scale,
         )  # fmt: skip
         mode = GuidanceMode(guidance_mode)
-        self._interrupt, self._num_timesteps = False, num_inference_steps * num_segments
+        self._interrupt = False
+        self._num_timesteps = _steps_from(num_inference_steps, strength) * num_segments
 
         # 1. Check inputs; broadcast images against prompts.
         prompts = None if prompt_embeds is not None else _text_list(prompt)
         self.check_inputs(height, width, num_frames, num_inference_steps, s_img, s_txt, num_segments, mode,
                           prompts, num_videos_per_prompt, output_type,
-                          callback_on_step_end_tensor_inputs)  # fmt: skip
+                          callback_on_step_end_tensor_inputs, strength)  # fmt: skip
         images, prompts, prompt_embeds, negative_prompt_embeds, mode = _broadcast(
             image, prompts, prompt_embeds, negative_prompt_embeds, mode
         )
@@ -530,15 +568,15 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
         with self.progress_bar(total=self._num_timesteps) as progress:
             for segment in range(num_segments):
                 # 4. Timesteps and latents; a later segment starts from the previous one's last frame.
-                self.scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
                 initial = latents if segment == 0 else None
-                x = self.prepare_latents(len(reference), num_frames, height, width, generator, initial)
+                timesteps, x = self.prepare_start(reference, num_frames, num_inference_steps, strength,
+                                                  generator, initial)  # fmt: skip
                 # 5. Denoise: every guidance condition in one batched forward a step.
                 features = self.encode_reference(reference)
                 model = self.guided_model(
                     mode, features, null_features, conditioning_scale, cross_attention_kwargs
                 )
-                for i, t in enumerate(self.scheduler.timesteps):
+                for i, t in enumerate(timesteps):
                     if self.interrupt:
                         continue
                     prediction = model(x, t, prompt_embeds, negative_prompt_embeds)
@@ -548,7 +586,7 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
                         "prompt_embeds": prompt_embeds,
                         "negative_prompt_embeds": negative_prompt_embeds,
                     }
-                    tensors = self._step_end(segment * num_inference_steps + i, i, t, tensors, callbacks)
+                    tensors = self._step_end(segment * len(timesteps) + i, i, t, tensors, callbacks)
                     x, prompt_embeds = tensors["latents"], tensors["prompt_embeds"]
                     negative_prompt_embeds = tensors["negative_prompt_embeds"]
                     progress.update()
@@ -617,6 +655,11 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
             )
 
         return model
+
+
+def _steps_from(num_inference_steps: int, strength: float) -> int:
+    """How many of the schedule's steps a `strength` runs (at least one)."""
+    return max(1, min(num_inference_steps, round(num_inference_steps * strength)))
 
 
 def _text_list(text: str | list[str] | None) -> list[str]:

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from ..errors import UserError
 from ..io.images import frames_to_signed
 from .sources import ClipSource
-from .synthetic import training_phrasings
+from .synthetic import training_phrasings, with_speed_word
 
 
 @dataclass
@@ -53,12 +53,7 @@ def build_latent_cache(vae, source: ClipSource, num_clips: int, path: Path, batc
         frames = torch.from_numpy(np.stack([c.frames for c in clips]))  # (B, F, H, W, 3)
         latents.append(encode_frames(vae, frames_to_signed(frames), chunk=batch * frames.shape[1]))
         firsts.append(frames[:, 0].contiguous())
-        meta += [
-            {"action": c.spec.action, "object": c.spec.object_name, "caption": c.caption}
-            if c.spec
-            else {"caption": c.caption}
-            for c in clips
-        ]
+        meta += [_clip_meta(c) for c in clips]
     tmp = path.with_name(path.name + ".tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(
@@ -68,6 +63,17 @@ def build_latent_cache(vae, source: ClipSource, num_clips: int, path: Path, batc
     )
     os.replace(tmp, path)
     return path
+
+
+def _clip_meta(clip) -> dict:
+    """What a cached clip keeps besides its latents: the caption, and for a synthetic clip what
+    re-drawing its phrasing needs (action, object, speed word)."""
+    if not clip.spec:
+        return {"caption": clip.caption}
+    meta = {"action": clip.spec.action, "object": clip.spec.object_name, "caption": clip.caption}
+    if clip.spec.meta.get("speed_word"):
+        meta["speed_word"] = clip.spec.meta["speed_word"]
+    return meta
 
 
 class LatentCache:
@@ -100,5 +106,6 @@ class LatentCache:
             phrasings = training_phrasings(meta["action"], self.train_phrasings)
             rng = np.random.default_rng([self.seed, index, 7])
             caption = str(rng.choice(phrasings)).format(obj=meta["object"])
+            caption = with_speed_word(caption, meta.get("speed_word", ""))
         reference = frames_to_signed(self.first_frames[k])
         return LatentItem(self.latents[k].float(), reference, caption)

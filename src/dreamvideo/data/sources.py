@@ -21,10 +21,12 @@ class SyntheticSource:
         num_clips: int = 0,
         motion_ranges: str = DEFAULT_MOTION_RANGES,
         train_phrasings: int = 0,
+        speed_words: bool = False,
     ):
         self.seed, self.size, self.num_frames, self.split = seed, size, num_frames, split
         self.num_clips = num_clips
         self.motion_ranges, self.train_phrasings = motion_ranges, train_phrasings
+        self.speed_words = speed_words
 
     def clip(self, index: int) -> Clip:
         if self.num_clips:
@@ -37,6 +39,7 @@ class SyntheticSource:
             self.num_frames,
             motion_ranges=self.motion_ranges,
             train_phrasings=self.train_phrasings,
+            speed_words=self.speed_words,
         )
         return Clip(frames, spec.caption, spec)
 
@@ -51,6 +54,7 @@ def make_source(data) -> ClipSource:
             num_clips=data.num_clips,
             motion_ranges=data.motion_ranges,
             train_phrasings=data.train_phrasings,
+            speed_words=data.speed_words,
         )
     from .videos import VideoClipSource
 

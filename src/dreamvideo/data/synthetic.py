@@ -381,6 +381,12 @@ MOTION_RANGES: dict[str, dict[str, tuple[float, float]]] = {
     },
 }
 DEFAULT_MOTION_RANGES = "large"
+# Speed words (`data.speed_words`, ours): a word after the caption, and the clip's motion scaled to
+# match it: translations' and pans' speed and rotations' rate times the factor, size and zoom
+# ratios to the power of the factor (""; no word: the clip as drawn). The caps keep the fastest
+# clips inside the canvas and below the rates where a shape's symmetry makes rotation ambiguous.
+SPEED_WORDS = {"slowly": 0.45, "": 1.0, "quickly": 1.6}
+SPEED_CAPS = {"speed": 4.5, "rotation_deg": 32.0, "total": 3.6}  # px / frame at 64 px, °/frame, ratio
 # Training phrasings per action (`data.train_phrasings`): 0 takes all 15; the first design took 5.
 MAX_TRAIN_PHRASINGS = 15
 
@@ -534,11 +540,17 @@ def make_clip(
     heldout_phrasing: bool | None = None,
     motion_ranges: str = DEFAULT_MOTION_RANGES,
     train_phrasings: int = 0,
+    speed_words: bool = False,
+    speed_word: str | None = None,
 ) -> tuple[np.ndarray, ClipSpec]:
     """Render clip `index` of a split: ((F, size, size, 3) uint8 frames, its spec). Every
     random draw comes from one stream seeded by (seed, split, index), in a fixed order.
     `motion_ranges` names a `MOTION_RANGES` entry; `train_phrasings` (0: all) is how many of each
-    action's training phrasings captions are drawn from."""
+    action's training phrasings captions are drawn from. `speed_words` draws a `SPEED_WORDS`
+    entry for a moving clip (from a stream of its own, so the clip's other draws stay as they
+    were); `speed_word` gives one."""
+    if speed_word is not None and speed_word not in SPEED_WORDS:
+        raise ValueError(f"unknown speed word {speed_word!r}: use one of {', '.join(map(repr, SPEED_WORDS))}")
     if split not in SPLIT_SEED_OFFSET:
         raise ValueError(f"unknown split {split!r}: use 'train' or 'heldout'")
     if motion_ranges not in MOTION_RANGES:
@@ -552,9 +564,23 @@ def make_clip(
     background = _background(rng, canvas_size, photos)
     sprite, object_name = _sprite(rng, 128, photos, rotating=action in ROTATIONS)
     caption = _caption(rng, seed, index, action, split, heldout_phrasing, train_phrasings)
-    spec = ClipSpec(action, caption.format(obj=object_name), object_name, num_frames, size)
-    path = _trajectory(rng, action, size, num_frames, spec, MOTION_RANGES[motion_ranges])
+    if speed_word is None and speed_words:
+        speed_word = str(np.random.default_rng([seed, index, 11]).choice(list(SPEED_WORDS)))
+    if action == "still":  # nothing moves: no speed to name
+        speed_word = None
+    caption = with_speed_word(caption.format(obj=object_name), speed_word or "")
+    spec = ClipSpec(action, caption, object_name, num_frames, size)
+    factor = SPEED_WORDS[speed_word or ""]
+    path = _trajectory(rng, action, size, num_frames, spec, MOTION_RANGES[motion_ranges], factor)
+    if speed_word is not None:
+        spec.meta["speed_word"] = speed_word
     return _render(background, sprite, path, size, canvas_size), spec
+
+
+def with_speed_word(caption: str, word: str) -> str:
+    """The caption with a speed word after it ("" adds none); a phrasing's own "slow" (no speed
+    of its own in the data) goes, so that no caption says both."""
+    return f"{caption.replace('a slow ', 'a ')} {word}" if word else caption
 
 
 ROTATIONS = ("rotate_cw", "rotate_ccw")
@@ -609,11 +635,19 @@ class _Path:
 
 
 def _trajectory(
-    rng: np.random.Generator, action: str, size: int, num_frames: int, spec: ClipSpec, ranges: dict
+    rng: np.random.Generator,
+    action: str,
+    size: int,
+    num_frames: int,
+    spec: ClipSpec,
+    ranges: dict,
+    factor: float = 1.0,
 ) -> _Path:
-    """The action's object and camera motion; records its per-frame size in `spec`."""
+    """The action's object and camera motion, its amount scaled by a speed word's `factor`;
+    records its per-frame size in `spec`."""
     last, t = num_frames - 1, np.arange(num_frames)
     speed = rng.uniform(1.5, 3.0) * size / 64  # output pixels per frame
+    speed = min(speed * factor, SPEED_CAPS["speed"] * size / 64)
     base_size = rng.uniform(0.28, 0.42) * size
     rotation0 = rng.uniform(-20, 20) if action not in ROTATIONS else rng.uniform(0, 360)
     centre = np.full(num_frames, size / 2.0)
@@ -649,10 +683,11 @@ def _trajectory(
         path.obj_x, path.obj_y = x0 + sx * step * t, y0 + sy * step * t
         spec.dx, spec.dy = sx * step, sy * step
     if action in ROTATIONS:
-        rate = rng.uniform(*ranges["rotation_deg"]) * (1 if action == "rotate_cw" else -1)
+        rate = min(rng.uniform(*ranges["rotation_deg"]) * factor, SPEED_CAPS["rotation_deg"])
+        rate *= 1 if action == "rotate_cw" else -1
         path.obj_rot, spec.rotation_deg = rotation0 + rate * t, rate
     if action in ("grow", "shrink"):
-        total = rng.uniform(*ranges["object_scale_total"])
+        total = min(rng.uniform(*ranges["object_scale_total"]) ** factor, SPEED_CAPS["total"])
         rate = total ** (1 / last) if action == "grow" else total ** (-1 / last)
         path.obj_scale, spec.scale_rate = rate**t, rate
         path.base_size = base_size * (ranges["grow_start_size"][0] if action == "grow" else 1.3)
@@ -660,7 +695,7 @@ def _trajectory(
         direction = 1 if action == "pan_left" else -1  # the camera pans left: content moves right
         path.cam_dx, spec.dx = -direction * speed * t, direction * speed
     if action in ("zoom_in", "zoom_out"):
-        total = rng.uniform(*ranges["zoom_total"])
+        total = min(rng.uniform(*ranges["zoom_total"]) ** factor, SPEED_CAPS["total"])
         rate = total ** (1 / last) if action == "zoom_in" else total ** (-1 / last)
         path.cam_zoom = (1.0 if action == "zoom_in" else total**0.5) * rate**t
         spec.scale_rate = rate

@@ -65,7 +65,7 @@ CAMERA_PROMPTS = {
 CAMERA_PAIRS = [("pan_left", "pan_right"), ("zoom_in", "zoom_out")]
 
 
-def _axis(action: str, m: Motion) -> float:
+def motion_along(action: str, m: Motion) -> float:
     """Signed motion along the axis of an action's opposite pair (positive = the action's way)."""
     return {
         "move_left": -m.dx,
@@ -100,11 +100,13 @@ class _SuiteSampler:
         text_scale: float | None,
         batch_size: int,
         variant: str = "full",
+        strength: float = 1.0,
     ):
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}")
         self.pipe, self.num_frames, self.steps, self.variant = pipe, num_frames, steps, variant
         self.image_scale, self.text_scale, self.batch_size = image_scale, text_scale, batch_size
+        self.strength = strength
         if variant == "no-image-guidance":
             self.image_scale = 1.0
         self.calls = 0
@@ -128,6 +130,7 @@ class _SuiteSampler:
                 text_guidance_scale=self.text_scale,
                 guidance_mode="text" if text_only else "image+text",
                 conditioning_scale=0.0 if no_branch else 1.0,
+                strength=self.strength,
                 height=refs[0].height,
                 width=refs[0].width,
                 generator=torch.Generator().manual_seed(EVAL_SEED + self.calls),
@@ -200,6 +203,7 @@ def evaluate_synthetic(
     split: str = "heldout",
     motion_ranges: str = DEFAULT_MOTION_RANGES,
     train_phrasings: int = 0,
+    strength: float = 1.0,
 ) -> dict:
     """Run the suite; writes out_dir/metrics.json and a sample sheet; returns the metrics.
 
@@ -214,7 +218,7 @@ def evaluate_synthetic(
     num_frames = num_frames or pipe.config.default_num_frames
     size = pipe.default_size[0]
     steps = steps or pipe.default_num_inference_steps
-    sampler = _SuiteSampler(pipe, num_frames, steps, image_scale, text_scale, batch_size, variant)
+    sampler = _SuiteSampler(pipe, num_frames, steps, image_scale, text_scale, batch_size, variant, strength)
     started = time.perf_counter()
     data = {"motion_ranges": motion_ranges, "train_phrasings": train_phrasings}
     suite = _Suite.build(split, num, size, num_frames, num_pairs, num_photos, data)
@@ -238,6 +242,7 @@ def evaluate_synthetic(
         "text_guidance_scale": text_scale
         if text_scale is not None
         else pipe.config.default_text_guidance_scale,
+        "strength": strength,
         **_fidelity(pipe, suite.references, videos),
         # the photo bar's fidelity: each camera prompt's first frame against its photo crop
         "real_photo_first_frame_ssim": _mean_ssim(*_first_frames(photo_requests, photo_videos)),
@@ -350,7 +355,7 @@ def _motion_control(suite: _Suite, videos: list, pair_videos: list, photo_videos
     pair_ok = []
     for k, (_, a, _b) in enumerate(suite.pair_sources):
         ma, mb = estimate_motion(pair_videos[2 * k]), estimate_motion(pair_videos[2 * k + 1])
-        pair_ok.append(_axis(a, ma) > 0 and _axis(a, mb) < 0)
+        pair_ok.append(motion_along(a, ma) > 0 and motion_along(a, mb) < 0)
     photo_measured = [estimate_motion(v) for v in photo_videos]
     photo_actions = [a for _ in suite.photo_refs for a in CAMERA_PROMPTS]
     photo_ok = [m.label() == ACTION_TO_MOTION[a] for m, a in zip(photo_measured, photo_actions, strict=True)]
@@ -358,7 +363,7 @@ def _motion_control(suite: _Suite, videos: list, pair_videos: list, photo_videos
     for k in range(len(suite.photo_refs)):
         by_action = dict(zip(CAMERA_PROMPTS, photo_measured[4 * k : 4 * k + 4], strict=True))
         for a, b in CAMERA_PAIRS:
-            photo_pairs.append(_axis(a, by_action[a]) > 0 and _axis(a, by_action[b]) < 0)
+            photo_pairs.append(motion_along(a, by_action[a]) > 0 and motion_along(a, by_action[b]) < 0)
     return {
         "action_accuracy": float(np.mean([t == m for t, m in zip(truth, measured, strict=True)])),
         "action_accuracy_per_action": {a: float(np.mean(v)) for a, v in per_action.items()},

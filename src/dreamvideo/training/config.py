@@ -29,6 +29,9 @@ class DataConfig:
     # and how many of each action's training phrasings captions use (0: all 15; the first design 5).
     motion_ranges: str = "large"
     train_phrasings: int = 0
+    # A speed word ("slowly", none, "quickly") after each moving clip's caption, the motion scaled
+    # to match (data.synthetic.SPEED_WORDS).
+    speed_words: bool = False
     root: str | None = None  # real videos: folder
     captions: str | None = None  # real videos: CSV/JSONL file
     frame_stride: int = 1
@@ -271,6 +274,8 @@ def _check_synthetic_data(data: DataConfig, path: Path) -> None:
         raise UserError(
             f"{path}: data.train_phrasings must be an integer from 0 to {MAX_TRAIN_PHRASINGS}, got {count!r}"
         )
+    if not isinstance(data.speed_words, bool):
+        raise UserError(f"{path}: data.speed_words must be true or false, got {data.speed_words!r}")
 
 
 def read_recipe(path: str | Path) -> list[str]:
