@@ -121,6 +121,14 @@ def _bad_inputs(tmp_path, photo, model_dir):
     (tmp_path / "badjson" / "model_index.json").write_text("{nope")
     out = ["-o", tmp_path / "out.mp4", "--model", model_dir]
     return [
+        (["generate", photo, "-p", "x", *out, "--strength", "0"], "strength"),
+        (["generate", photo, "-p", "x", *out, "--strength", "1.2"], "strength"),
+        (
+            ["eval", "synthetic", "--model", model_dir, "--out", tmp_path / "e", "--strength", "-1"],
+            "strength",
+        ),
+        (["eval", "speed-words", "--model", model_dir, "--num", "0"], "must be positive"),
+        (["eval", "speed-words", "--model", model_dir, "--out", tmp_path], "is a folder"),
         (["generate", tmp_path / "missing.png", "-p", "x", *out], "image not found"),
         (["generate", tmp_path, "-p", "x", *out], "directory"),
         (["generate", tmp_path / "empty.png", "-p", "x", *out], "empty"),

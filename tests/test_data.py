@@ -234,3 +234,57 @@ def test_held_out_phrasings_use_words_no_training_phrasing_uses():
         assert any(f" {h} " in f" {phrasings[-1]} " for h in held)
         for phrasing in phrasings[:-1]:
             assert not any(f" {h} " in f" {phrasing} " for h in held), phrasing
+
+
+def test_speed_words_scale_the_motion_and_name_it_in_the_caption():
+    """data.speed_words: "slowly" scales the clip's motion by 0.45 and "quickly" by 1.6 (speeds and
+    rotation rates times the factor, size ratios to its power, under the caps); the word ends the
+    caption; no word is the clip as drawn; a still clip never gets one."""
+    from dreamvideo.data.synthetic import SPEED_CAPS, SPEED_WORDS
+
+    rates = {
+        "move_right": lambda s: s.dx,
+        "rotate_cw": lambda s: s.rotation_deg,
+        "grow": lambda s: np.log(s.scale_rate),
+        "zoom_out": lambda s: np.log(s.scale_rate),
+    }
+    for action, rate in rates.items():
+        for i in range(6):
+            plain_frames, plain = make_clip(0, i, "train", 64, 8, action=action)
+            none_frames, none = make_clip(0, i, "train", 64, 8, action=action, speed_word="")
+            np.testing.assert_array_equal(plain_frames, none_frames)
+            assert none.caption == plain.caption
+            slow = make_clip(0, i, "train", 64, 8, action=action, speed_word="slowly")[1]
+            quick = make_clip(0, i, "train", 64, 8, action=action, speed_word="quickly")[1]
+            assert slow.caption == plain.caption.replace("a slow ", "a ") + " slowly"
+            assert quick.caption.endswith(" quickly") and "slow" not in quick.caption
+            np.testing.assert_allclose(rate(slow), SPEED_WORDS["slowly"] * rate(plain), rtol=1e-6)
+            assert abs(rate(plain)) < abs(rate(quick)) <= SPEED_WORDS["quickly"] * abs(rate(plain)) + 1e-6
+    assert (
+        make_clip(0, 1, "train", 64, 8, action="rotate_cw", speed_word="quickly")[1].rotation_deg
+        <= (SPEED_CAPS["rotation_deg"])
+    )
+    still = make_clip(0, 2, "train", 32, 4, action="still", speed_word="quickly")[1]
+    assert "quickly" not in still.caption and "speed_word" not in still.meta
+    drawn = [make_clip(0, i, "train", 32, 4, speed_words=True)[1] for i in range(60)]
+    words = {s.meta["speed_word"] for s in drawn if s.action != "still"}
+    assert words == set(SPEED_WORDS)
+    with pytest.raises(ValueError, match="speed word"):
+        make_clip(0, 0, "train", 32, 3, speed_word="fast")
+
+
+def test_latent_cache_keeps_a_clip_s_speed_word_when_it_redraws_the_phrasing(tmp_path):
+    import torch
+
+    from dreamvideo.data.latent_cache import LatentCache, build_latent_cache
+    from dreamvideo.testing import tiny_vae
+
+    source = SyntheticSource(0, 32, 3, speed_words=True)
+    path = build_latent_cache(tiny_vae(), source, 12, tmp_path / "cache.safetensors")
+    cache = LatentCache(path, seed=1)
+    for index in range(12):
+        item = cache.item(index)
+        spec = source.clip(int(np.random.default_rng([1, 0]).permutation(12)[index])).spec
+        word = spec.meta.get("speed_word", "")
+        assert item.caption.endswith(f" {word}") if word else not item.caption.endswith(("slowly", "quickly"))
+        assert isinstance(item.latents, torch.Tensor)

@@ -603,3 +603,21 @@ def test_decoder_photos_never_include_the_held_out_photographs():
     assert all(
         load_photo(name).dtype == np.uint8 and load_photo(name).shape[2] == 3 for name in DECODER_PHOTOS
     )
+
+
+def test_eval_speed_words_measures_each_word_from_the_same_noise(tmp_path, capsys, model_dir):
+    """Three videos a clip (slowly, none, quickly) from one noise; the data's own speeds are
+    ordered for every clip, which is what makes the bar a fair one."""
+    out = tmp_path / "speed.json"
+    code = main(
+        ["eval", "speed-words", "--model", str(model_dir), "--num", "3", "--steps", "2", "--out", str(out)]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0 and "ordered slowly < none < quickly" in printed
+    report = json.loads(out.read_text())
+    assert report["num_clips"] == 3 and len(report["clips"]) == 3
+    assert set(report["speed_per_word"]) == {"slowly", "(none)", "quickly"}
+    assert report["data_ordered_fraction"] == 1.0
+    assert [c["action"] for c in report["clips"]] == ["move_left", "move_right", "move_up"]
+    slow, none, quick = report["data_speed_per_word"].values()
+    assert 0 < slow < none < quick

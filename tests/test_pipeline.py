@@ -129,6 +129,9 @@ def test_empty_prompt_is_image_only(pipe, photo):
         (dict(guidance_mode="text", prompt=""), "text-only"),
         (dict(output_type="latent", num_segments=2), "latent"),
         (dict(resize_mode="stretch"), "resize"),
+        (dict(strength=0.0), "strength"),
+        (dict(strength=1.5), "strength"),
+        (dict(strength=float("nan")), "strength"),
     ],
 )
 def test_bad_sampling_arguments(pipe, photo, kwargs, match):
@@ -285,3 +288,26 @@ def test_a_minilm_copy_trimmed_to_a_vocabulary_encodes_its_words_alike(tmp_path,
         (copy / name).symlink_to(packaged / name)
     monkeypatch.setenv(MINILM_DIR_VARIABLE, str(copy))
     torch.testing.assert_close(encode_prompts(*load_minilm(), prompts), reference)
+
+
+def test_strength_starts_later_from_the_noised_reference(pipe, photo):
+    """strength < 1 (diffusers' img2img `get_timesteps`): the schedule's first steps are skipped
+    and sampling starts from the reference, repeated over frames, noised to the first remaining
+    timestep: x = sqrt(a_t) * still + sqrt(1 - a_t) * noise. Strength 1 is the plain sampler."""
+    reference = pipe.prepare_image(photo, 32, 32)
+    noise = torch.randn(1, 4, 3, 4, 4, generator=gen(3))
+    full, x_full = pipe.prepare_start(reference, 3, 10, 1.0, None, noise)
+    assert torch.equal(full, pipe.scheduler.timesteps) and torch.equal(x_full, noise)
+    timesteps, x = pipe.prepare_start(reference, 3, 10, 0.7, None, noise)
+    assert torch.equal(timesteps, full[3:])
+    still = pipe.vae.encode(reference).latent_dist.mean * pipe.vae.config.scaling_factor
+    alpha = pipe.scheduler.alphas_cumprod[int(timesteps[0])]
+    expected = alpha.sqrt() * still.unsqueeze(2) + (1 - alpha).sqrt() * noise
+    torch.testing.assert_close(x, expected)
+
+    steps = []
+    pipe(photo, "a ball", num_frames=3, num_inference_steps=10, strength=0.7, height=32, width=32,
+         generator=gen(0), callback_on_step_end=lambda p, i, t, k: steps.append(int(t)) or {})  # fmt: skip
+    assert steps == [int(t) for t in full[3:]] and pipe.num_timesteps == 7
+    plain = pipe(photo, "a ball", generator=gen(0), **FAST).frames
+    np.testing.assert_array_equal(plain, pipe(photo, "a ball", generator=gen(0), strength=1.0, **FAST).frames)

@@ -80,6 +80,14 @@ def check_sampling_values(
             raise _error(f"{name} must be a number from 0 to {MAX_GUIDANCE_SCALE:g}, got {value}")
 
 
+def check_strength(strength: float | None) -> None:
+    """Where sampling starts, as a share of the schedule: above 0, at most 1 (None: not given)."""
+    if strength is not None and (
+        not isinstance(strength, int | float) or isinstance(strength, bool) or not 0 < strength <= 1
+    ):
+        raise _error(f"strength must be a number above 0 and at most 1, got {strength}")
+
+
 def check_seed(seed: int | None) -> None:
     if seed is not None and (not _is_int(seed) or not 0 <= seed <= MAX_SEED):
         raise _error(f"seed must be an integer from 0 to 2**63 - 1, got {seed}")

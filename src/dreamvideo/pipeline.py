@@ -23,7 +23,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from .errors import UserError
 from .guidance import GuidanceMode, combine_predictions, guidance_conditions
 from .io.images import fit_image, image_to_tensor, load_image, to_rgb
-from .limits import MAX_SIDE, check_sampling_values
+from .limits import MAX_SIDE, check_sampling_values, check_strength
 from .loading import (
     T2V_PIPELINE_CLASSES,
     check_components,
@@ -80,6 +80,7 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
         default_image_guidance_scale: float = 1.5,
         default_text_guidance_scale: float = 7.5,
         default_num_inference_steps: int = 25,
+        default_strength: float = 1.0,
     ):
         super().__init__()
         self.register_modules(
@@ -96,6 +97,7 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
             default_image_guidance_scale=default_image_guidance_scale,
             default_text_guidance_scale=default_text_guidance_scale,
             default_num_inference_steps=default_num_inference_steps,
+            default_strength=default_strength,
         )
         # Any component may be None (as diffusers allows, e.g. the text parts alone for
         # `encode_prompt`); the VAE factor then takes the usual 8.
@@ -170,8 +172,7 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
         strength: float = 1.0,
     ) -> None:
         """Every request value, before any work. `prompts` is None when embeddings are given."""
-        if not 0 < strength <= 1:
-            raise UserError(f"strength must be above 0 and at most 1, got {strength}")
+        check_strength(strength)
         check_sampling_values(
             num_frames,
             num_inference_steps,
@@ -494,7 +495,7 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
         conditioning_scale: float = 1.0,
         decode_chunk_size: int = 16,
         guidance_scale: float | None = None,
-        strength: float = 1.0,
+        strength: float | None = None,
         **kwargs: Any,
     ) -> DreamVideoPipelineOutput | tuple:
         """Generate videos whose first frame keeps `image` and whose motion follows `prompt`.
@@ -521,10 +522,11 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
             callback_on_step_end: called as f(pipe, step, timestep, tensors) after every step with
                 the tensors named in `callback_on_step_end_tensor_inputs`; may return replacements
                 (e.g. {"latents": ...}); setting `pipe._interrupt` skips the remaining steps.
-            strength: where sampling starts, as a share of the schedule (diffusers' img2img name):
-                1 starts from pure noise at the last timestep; below 1 starts later, from the
-                reference as a still video noised to that level, and runs that share of the
-                steps (Zhao et al. 2024's remedy for clips that stay still; docs/method.md).
+            strength: where sampling starts, as a share of the schedule (diffusers' img2img name;
+                default: the model's `default_strength`, 1 for folders saved before it): 1 starts
+                from pure noise at the last timestep; below 1 starts later, from the reference as
+                a still video noised to that level, and runs that share of the steps (Zhao et al.
+                2024's remedy for conditional image leakage; docs/method.md).
             The deprecated `callback(step, timestep, latents)` / `callback_steps` still work.
         """
         legacy = _legacy_callback(kwargs)  # the deprecated callback / callback_steps pair
@@ -534,14 +536,15 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
             image_guidance_scale, text_guidance_scale, guidance_scale,
         )  # fmt: skip
         mode = GuidanceMode(guidance_mode)
+        strength = float(self.config.get("default_strength", 1.0)) if strength is None else strength
         self._interrupt = False
-        self._num_timesteps = _steps_from(num_inference_steps, strength) * num_segments
 
         # 1. Check inputs; broadcast images against prompts.
         prompts = None if prompt_embeds is not None else _text_list(prompt)
         self.check_inputs(height, width, num_frames, num_inference_steps, s_img, s_txt, num_segments, mode,
                           prompts, num_videos_per_prompt, output_type,
                           callback_on_step_end_tensor_inputs, strength)  # fmt: skip
+        self._num_timesteps = _steps_from(num_inference_steps, strength) * num_segments
         images, prompts, prompt_embeds, negative_prompt_embeds, mode = _broadcast(
             image, prompts, prompt_embeds, negative_prompt_embeds, mode
         )

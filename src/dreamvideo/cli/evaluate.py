@@ -168,6 +168,7 @@ def eval_reconstruction(
 @click.option("--image-scale", type=float, default=None)
 @click.option("--text-scale", type=float, default=None)
 @click.option("--steps", type=int, default=None, help="Denoising steps (default: the model's).")
+@click.option("--strength", type=float, default=None, help="Sampling start (default: the model's).")
 @click.option("--frames", type=int, default=None)
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option(
@@ -210,6 +211,7 @@ def eval_synthetic(
     image_scale: float | None,
     text_scale: float | None,
     steps: int | None,
+    strength: float | None,
     frames: int | None,
     batch_size: int,
     photos: int,
@@ -227,11 +229,13 @@ def eval_synthetic(
     the base's own text -> motion (8 frames unless --frames)."""
     from ..evaluation.report import write_report
     from ..evaluation.synthetic import evaluate_synthetic, sweep_guidance
+    from ..limits import check_strength
     from ..pipeline import check_sampling_values
 
     if num < 1 or batch_size < 1 or photos < 1 or sweep_num < 1:
         raise UserError("--num, --batch-size, --photos and --sweep-num must be positive")
     check_sampling_values(frames, steps, image_scale, text_scale)
+    check_strength(strength)
     sweep_i, sweep_t = _scales(sweep_image, "--sweep-image"), _scales(sweep_text, "--sweep-text")
     if bool(sweep_i) != bool(sweep_t):
         raise UserError("a sweep needs both --sweep-image and --sweep-text")
@@ -251,6 +255,7 @@ def eval_synthetic(
         num_photos=photos,
         variant=variant,
         split=split,
+        strength=strength,
     )
     if sweep_i:
         sweep_guidance(pipe, sweep_i, sweep_t, sweep_num, out, frames, steps, batch_size)
@@ -269,6 +274,36 @@ def eval_synthetic(
     for key in keys:
         click.echo(f"{key:36s} {metrics[key]:.4f}")
     click.echo(f"wrote {out / 'metrics.json'} and {report}")
+
+
+@evaluate.command("speed-words")
+@model_option
+@click.option("--num", type=int, default=48, show_default=True, help="Held-out moving clips.")
+@click.option("--steps", type=int, default=None, help="Denoising steps (default: the model's).")
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=None, help="Write the per-clip report to this JSON."
+)
+@debug_option
+def eval_speed_words(model: Path | None, num: int, steps: int | None, out: Path | None, debug: bool) -> None:
+    """Speed per word: each clip's prompt with "slowly", no word and "quickly", from the same noise."""
+    from ..evaluation.speed_words import evaluate_speed_words
+    from ..pipeline import check_sampling_values, load_pipeline
+
+    if num < 1:
+        raise UserError("--num must be positive")
+    check_sampling_values(num_inference_steps=steps)
+    if out is not None and out.is_dir():
+        raise UserError(f"--out is a folder; give a file name: {out}")
+    result = evaluate_speed_words(load_pipeline(model), num, out, steps)
+    click.echo(f"{'word':10s} {'model px/frame':>15s} {'data px/frame':>14s}")
+    for word, speed in result["speed_per_word"].items():
+        click.echo(f"{word:10s} {speed:15.3f} {result['data_speed_per_word'][word]:14.3f}")
+    click.echo(
+        f"ordered slowly < none < quickly: {result['ordered_fraction']:.3f} of {result['num_clips']} clips "
+        f"(the data: {result['data_ordered_fraction']:.3f})"
+    )
+    if out is not None:
+        click.echo(f"wrote {out}")
 
 
 def _pipeline_for_synthetic_eval(model: Path | None, variant: str, frames: int | None):

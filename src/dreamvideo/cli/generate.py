@@ -62,6 +62,13 @@ from .app import (
     "--mode", type=click.Choice(MODES), default="image+text", show_default=True, help="Guidance mode."
 )
 @click.option(
+    "--strength",
+    type=float,
+    default=None,
+    help="Where sampling starts, as a share of the steps: 1 from pure noise, below 1 later, from the "
+    "image noised (default: the model's).",
+)
+@click.option(
     "--scheduler",
     type=click.Choice(sorted(SCHEDULERS)),
     default=None,
@@ -115,6 +122,7 @@ def generate(
     image_scale: float | None,
     text_scale: float | None,
     mode: str,
+    strength: float | None,
     scheduler: str | None,
     seed: int | None,
     fps: int | None,
@@ -132,12 +140,13 @@ def generate(
 ) -> None:
     """Generate a video from IMAGE following --prompt (or one video a row of --jobs FILE)."""
     from ..jobs import file_jobs, labelled, prompt_jobs
-    from ..limits import check_fps, check_sampling_values, check_seed
+    from ..limits import check_fps, check_sampling_values, check_seed, check_strength
 
     # Cheap checks first, so a mistake costs no library import and no model loading.
     check_sampling_values(frames, steps, image_scale, text_scale, segments, height, width)
     check_fps(fps)
     check_seed(seed)
+    check_strength(strength)
     if jobs_file is not None:
         if image is not None or prompt:
             raise UserError("--jobs FILE takes images and prompts from the file: give no IMAGE or --prompt")
@@ -191,6 +200,7 @@ def generate(
                 image_guidance_scale=image_scale,
                 text_guidance_scale=text_scale,
                 guidance_mode=mode,
+                strength=strength,
                 num_segments=segments,
                 generator=torch.Generator("cpu").manual_seed(job_seed),
                 resize_mode=resize,
@@ -292,7 +302,8 @@ def info(model: Path | None, lora_dir: Path | None, debug: bool) -> None:
     click.echo(
         f"guidance defaults: image {cfg.default_image_guidance_scale}, text {cfg.default_text_guidance_scale}"
     )
-    click.echo(f"sampling: {pipe.default_num_inference_steps} steps, {type(pipe.scheduler).__name__}")
+    sampler = f"{pipe.default_num_inference_steps} steps, {type(pipe.scheduler).__name__}"
+    click.echo(f"sampling: {sampler}, strength {cfg.get('default_strength', 1.0)}")
     if lora_dir is not None:
         _list_adapters(pipe, lora_dir)
 

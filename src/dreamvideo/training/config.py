@@ -143,6 +143,7 @@ class I2VOptions(DiffusionOptions):
     default_image_guidance_scale: float | None = None
     default_text_guidance_scale: float | None = None
     default_num_inference_steps: int | None = None
+    default_strength: float | None = None
 
 
 STAGE_TABLES: dict[str, tuple[type, type]] = {

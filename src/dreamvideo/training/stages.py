@@ -392,6 +392,7 @@ class I2VStage(_LatentVideoStage):
             "default_image_guidance_scale",
             "default_text_guidance_scale",
             "default_num_inference_steps",
+            "default_strength",
         )
         defaults = {k: getattr(self.options, k) for k in names if getattr(self.options, k) is not None}
         if "dreamvideo" in config.init:  # warm start: continue training a DreamVideo model
