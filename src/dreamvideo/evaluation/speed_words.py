@@ -77,6 +77,8 @@ def evaluate_speed_words(
             captions,
             num_inference_steps=steps,
             num_frames=num_frames,
+            height=size,
+            width=size,
             latents=latents,
         ).frames
         for k, i in enumerate(group):
