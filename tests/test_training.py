@@ -383,6 +383,9 @@ def test_config_errors(tmp_path):
     bad.write_text("stage = [")
     with pytest.raises(UserError, match="cannot parse"):
         load_config(bad)
+    bad.write_text('stage = "vae"\noutput_dir = "x"\n[data]\nspeed_words = "yes"\n')
+    with pytest.raises(UserError, match="speed_words must be true or false"):
+        load_config(bad)
 
 
 @pytest.mark.slow  # about 1 run in 6 dies in gloo on a 2-core machine; kept out of the default run
