@@ -51,11 +51,11 @@ GAP_TIMESTEPS = (950, 800, 600, 400, 200)
 SPEED_CLIPS = 48  # held-out moving clips of the speed-word measure, 4 an action
 
 
-def measure_speed_words(name: str, model: Path | None = None, clips: int = SPEED_CLIPS) -> dict:
-    """Add the speed-word measure to RESULTS/name/probe.json (its model unless `model` is given)."""
+def measure_speed_words(name: str, pipe=None, clips: int = SPEED_CLIPS) -> dict:
+    """Add the speed-word measure to RESULTS/name/probe.json (of `pipe`, or of the model it names)."""
     path = RESULTS / name / "probe.json"
     record = json.loads(path.read_text())
-    pipe = load_pipeline(model or record["model"])
+    pipe = pipe or load_pipeline(record["model"])
     record["speed_words"] = evaluate_speed_words(pipe, clips, RESULTS / name / "speed_words.json")
     path.write_text(json.dumps(record, indent=2) + "\n")
     return record
@@ -92,7 +92,7 @@ def measure(model: Path, name: str, num: int, photos: int, threads: int, extra: 
         "measure_seconds": round(time.perf_counter() - started, 1),
     }
     (out / "probe.json").write_text(json.dumps(record, indent=2) + "\n")
-    return measure_speed_words(name, model)
+    return measure_speed_words(name, pipe)
 
 
 def run(variant: str, steps: int | None, num: int, photos: int, threads: int) -> dict:

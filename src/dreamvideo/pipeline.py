@@ -143,6 +143,11 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
         return int(self.config.get("default_num_inference_steps", 25))
 
     @property
+    def default_strength(self) -> float:
+        """The model's own sampling start (folders saved before it existed: 1, pure noise)."""
+        return float(self.config.get("default_strength", 1.0))
+
+    @property
     def spatial_multiple(self) -> int:
         """Height and width must be multiples of this (VAE factor x UNet down-sampling)."""
         return self.vae_scale_factor * unet_downscale(self.unet.config)
@@ -536,7 +541,7 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
             image_guidance_scale, text_guidance_scale, guidance_scale,
         )  # fmt: skip
         mode = GuidanceMode(guidance_mode)
-        strength = float(self.config.get("default_strength", 1.0)) if strength is None else strength
+        strength = self.default_strength if strength is None else strength
         self._interrupt = False
 
         # 1. Check inputs; broadcast images against prompts.

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm.auto import tqdm
 
 from ..data.synthetic import ACTION_NAMES, SPEED_WORDS, make_clip, with_speed_word
@@ -73,7 +74,7 @@ def evaluate_speed_words(
         noise = [torch.randn(shape, generator=torch.Generator().manual_seed(EVAL_SEED + i)) for i in group]
         latents = torch.cat([n for n in noise for _ in words])
         videos = pipe(
-            [_pil(r) for r in references],
+            [Image.fromarray(r) for r in references],
             captions,
             num_inference_steps=steps,
             num_frames=num_frames,
@@ -125,9 +126,3 @@ def _summary(rows: list[dict], steps: int) -> dict:
 
 def _action(index: int) -> str:
     return MOVING_ACTIONS[index % len(MOVING_ACTIONS)]
-
-
-def _pil(frame: np.ndarray):
-    from PIL import Image
-
-    return Image.fromarray(frame)

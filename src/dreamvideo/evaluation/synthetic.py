@@ -100,7 +100,7 @@ class _SuiteSampler:
         text_scale: float | None,
         batch_size: int,
         variant: str = "full",
-        strength: float = 1.0,
+        strength: float | None = None,
     ):
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}")
@@ -203,7 +203,7 @@ def evaluate_synthetic(
     split: str = "heldout",
     motion_ranges: str = DEFAULT_MOTION_RANGES,
     train_phrasings: int = 0,
-    strength: float = 1.0,
+    strength: float | None = None,
 ) -> dict:
     """Run the suite; writes out_dir/metrics.json and a sample sheet; returns the metrics.
 
@@ -242,7 +242,7 @@ def evaluate_synthetic(
         "text_guidance_scale": text_scale
         if text_scale is not None
         else pipe.config.default_text_guidance_scale,
-        "strength": strength,
+        "strength": pipe.default_strength if strength is None else strength,
         **_fidelity(pipe, suite.references, videos),
         # the photo bar's fidelity: each camera prompt's first frame against its photo crop
         "real_photo_first_frame_ssim": _mean_ssim(*_first_frames(photo_requests, photo_videos)),
