@@ -129,6 +129,7 @@ class _Run:
         self.checkpoints = self.output_dir / "checkpoints"
         self.log_path = self.output_dir / "loss.csv"
         self.seconds_before = 0.0  # training time of earlier runs, so resumed logs continue it
+        self.saved_seconds: float | None = None  # the training time the last checkpoint holds
         self.started = time.time()  # reset when the loop starts
 
     def check_fresh_start(self) -> int:
@@ -242,6 +243,7 @@ class _Run:
                 "world_size": self.world,
                 "seconds": self.training_seconds(),
             }
+            self.saved_seconds = trainer_state["seconds"]
             path = save_checkpoint(
                 self.checkpoints,
                 step,
@@ -264,7 +266,9 @@ class _Run:
             "param_digest": digest.hexdigest(),
             "loss": self.last_loss,
             "seconds": round(time.time() - self.started, 1),  # this run
-            "training_seconds": self.training_seconds(),  # since step 0, over every resume
+            # since step 0, over every resume: what the last checkpoint holds (a run ends on one),
+            # so a resumed run continues from exactly this figure; writing it is not counted
+            "training_seconds": self.training_seconds() if self.saved_seconds is None else self.saved_seconds,
             "interrupted": stopped_by is not None,
         }
         if stopped_by is None and done >= self.optim.steps:
