@@ -59,3 +59,23 @@ def test_sizes_parse():
     for bad in ("", "GB", "-1GB", "inf", "8XB", "nan"):
         with pytest.raises(UserError):
             parse_size(bad)
+
+
+def test_a_reference_aware_decoder_counts_whole_videos_and_its_attention(tmp_path, model_dir):
+    """It decodes whole videos at a time (its layers look across frames) and attends to the
+    reference: a long video at a large size costs more to decode with it than with the VAE."""
+    from dreamvideo import ReferenceAwareDecoder
+    from dreamvideo.pipeline import load_pipeline
+
+    pipe = load_pipeline(model_dir)
+    pipe.register_modules(reference_decoder=ReferenceAwareDecoder.from_vae(pipe.vae))
+    pipe.save_pretrained(tmp_path / "with")
+    plain, ours = ModelFacts.read(model_dir), ModelFacts.read(tmp_path / "with")
+    assert not plain.decoder_attention and ours.decoder_attention
+    extra_weights = ours.weight_bytes - plain.weight_bytes
+    for frames, side in ((64, 512), (16, 512)):
+        with_decoder = estimate_peak_bytes(ours, frames, side, side, decode_chunk=1)
+        assert (
+            with_decoder - estimate_peak_bytes(plain, frames, side, side, decode_chunk=1)
+            > extra_weights + 2**30
+        )

@@ -18,6 +18,8 @@ from dreamvideo.models import modelscope
 from dreamvideo.pipeline import load_pipeline
 from dreamvideo.testing import tiny_clip_tokenizer
 
+from .conftest import run
+
 MODELSCOPE_PARTS = {"model_index.json", "unet", "vae", "text_encoder", "tokenizer", "scheduler"}
 
 
@@ -245,3 +247,18 @@ def test_fullsize_recipe_in_miniature(t2v_dir, tmp_path, photo):
     pipe.set_progress_bar_config(disable=True)
     frames = pipe(photo, "a clip", num_inference_steps=2, height=64, width=64).frames
     assert frames.shape == (1, 4, 64, 64, 3) and np.isfinite(frames).all()
+
+
+def test_convert_adds_a_decoder_and_info_shows_it(t2v_dir, tmp_path, capsys):
+    out = tmp_path / "dreamvideo"
+    code, stdout, _ = run(capsys, "convert", "--t2v", t2v_dir, "--out", out, "--reference-decoder")
+    assert code == 0, stdout
+    assert "reference-aware decoder:" in stdout and "decodes as the VAE at initialisation" in stdout
+    record = json.loads((out / "conversion.json").read_text())
+    assert record["reference_decoder_parameters"] > 0 and record["decoder_max_abs_difference"] <= 1e-4
+    code, stdout, _ = run(capsys, "info", "--model", out)
+    assert code == 0 and "reference_decoder" in stdout and "ReferenceAwareDecoder" in stdout
+    plain = tmp_path / "plain"
+    assert run(capsys, "convert", "--t2v", t2v_dir, "--out", plain)[0] == 0
+    code, stdout, _ = run(capsys, "info", "--model", plain)
+    assert "reference_decoder" in stdout and "none (the VAE decodes)" in stdout

@@ -19,6 +19,7 @@ _LAZY = {
     "DreamVideoDenoiser": "models",
     "FrameRetentionBranch": "models",
     "mark_trainable": "models",
+    "ReferenceAwareDecoder": "models",
     "DreamVideoPipeline": "pipeline",
     "DreamVideoPipelineOutput": "pipeline",
 }
@@ -29,6 +30,7 @@ __all__ = [
     "DreamVideoPipelineOutput",
     "FrameRetentionBranch",
     "GuidanceMode",
+    "ReferenceAwareDecoder",
     "UserError",
     "default_model_dir",
     "double_condition_cfg",
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
     from .guidance import double_condition_cfg
     from .limits import GuidanceMode
     from .loading import default_model_dir
-    from .models import DreamVideoDenoiser, FrameRetentionBranch, mark_trainable
+    from .models import DreamVideoDenoiser, FrameRetentionBranch, ReferenceAwareDecoder, mark_trainable
     from .pipeline import DreamVideoPipeline, DreamVideoPipelineOutput, load_pipeline
 
 

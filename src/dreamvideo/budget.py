@@ -11,7 +11,8 @@ The estimate (docs/limits.md; `scripts/memory_calibration.py` measures it agains
   has none), at the requested precision;
 - denoising: the UNet's and the branch's skip tensors of every level, kept for the up path,
   plus a block's working tensors at the first level, for all guidance conditions at once;
-- decoding: the VAE decoder's full-resolution tensors for one chunk of frames;
+- decoding: the VAE decoder's full-resolution tensors for one chunk of frames (a reference-aware
+  decoder's chunk is whole videos, plus its cross-attention scores);
 - output: the finished frames as floats and bytes.
 """
 
@@ -43,6 +44,8 @@ class ModelFacts:
     attention_heads: int
     default_frames: int
     default_side: int
+    # a reference-aware decoder's cross-attention: (token-count factor over the latent's, heads)
+    decoder_attention: tuple[tuple[int, int], ...] = ()
 
     @classmethod
     def read(cls, folder: str | Path) -> ModelFacts:
@@ -56,6 +59,13 @@ class ModelFacts:
         widths = tuple(vae["block_out_channels"])
         factor = vae_scale_factor(vae)
         sample_size = unet.get("sample_size") or 32
+        decoder_attention = ()
+        if isinstance(index.get("reference_decoder"), list) and index["reference_decoder"][0] is not None:
+            decoder = json.loads((folder / "reference_decoder" / "config.json").read_text())
+            top = len(decoder["block_out_channels"]) - 1  # the last up block does not upsample
+            heads = int(decoder.get("attention_heads", 4))
+            levels = decoder.get("cross_attention_levels", ())
+            decoder_attention = tuple((4 ** min(level, top), heads) for level in levels)
         return cls(
             weight_bytes=weights,
             vae_factor=int(factor),
@@ -66,6 +76,7 @@ class ModelFacts:
             attention_heads=int(unet.get("num_attention_heads") or unet.get("attention_head_dim") or 8),
             default_frames=int(index.get("default_num_frames", 16)),
             default_side=int(sample_size if isinstance(sample_size, int) else sample_size[0]) * int(factor),
+            decoder_attention=decoder_attention,
         )
 
 
@@ -93,7 +104,12 @@ def estimate_peak_bytes(
         2 * skips + WORKING_TENSORS * facts.unet_widths[0] * elements + temporal_attention
     ) * dtype_bytes
     chunk = min(decode_chunk, batch * num_frames)
+    if facts.decoder_attention:  # a reference-aware decoder decodes whole videos at a time
+        chunk = min(max(1, decode_chunk // num_frames), batch) * num_frames
     decoding = DECODER_TENSORS * chunk * height * width * facts.vae_top_channels * 4
+    decoding += sum(
+        chunk * heads * (latent_pixels * factor) ** 2 * 4 for factor, heads in facts.decoder_attention
+    )
     total_frames = batch * (num_frames + (num_segments - 1) * (num_frames - 1))
     output = OUTPUT_COPIES * total_frames * height * width * 3 * 4
     weights = facts.weight_bytes * dtype_bytes // 4

@@ -36,6 +36,8 @@ class ConversionReport:
     branch_parameters: int
     trainable_parameters: int
     max_abs_difference: float | None  # DreamVideo vs base noise prediction; None: not verified
+    reference_decoder_parameters: int | None = None  # None: no reference-aware decoder added
+    decoder_max_abs_difference: float | None = None  # its decode vs the VAE's; None: not verified
 
 
 def _read_json(path: Path) -> dict:
@@ -111,16 +113,36 @@ def zero_init_difference(pipe, num_frames: int = 2, seed: int = 0) -> float:
     return (ours - base).abs().max().item()
 
 
+@torch.no_grad()
+def decoder_zero_init_difference(pipe, num_frames: int = 2, seed: int = 0) -> float:
+    """Largest |difference| between the reference-aware decoder and the VAE on random latents."""
+    vae, decoder = pipe.vae, pipe.reference_decoder
+    generator = torch.Generator().manual_seed(seed)
+    side = 4
+    latents = torch.randn(num_frames, vae.config.latent_channels, side, side, generator=generator)
+    image = torch.rand(1, 3, side * pipe.vae_scale_factor, side * pipe.vae_scale_factor, generator=generator)
+    latents, image = latents.to(vae.device, vae.dtype), (image * 2 - 1).to(vae.device, vae.dtype)
+    return (decoder(latents, image, num_frames) - vae.decode(latents).sample).abs().max().item()
+
+
+# A converted model's reference-aware decoder: frame-0 residuals after every up block and
+# cross-attention only at the two lowest-resolution levels (a 512-px SD VAE's higher levels would
+# attend over 16k tokens a frame).
+CONVERT_DECODER_OPTIONS = {"cross_attention_levels": (0, 1)}
+
+
 def convert_t2v(
     t2v: str | Path,
     output: str | Path,
     image_embed_channels: int = 4,
     verify: bool = True,
     overwrite: bool = False,
+    reference_decoder: bool = False,
     **pipeline_config,
 ) -> ConversionReport:
-    """Write a DreamVideo folder built from the text-to-video folder `t2v` (see module doc)."""
-    from .models import count_parameters, mark_trainable
+    """Write a DreamVideo folder built from the text-to-video folder `t2v` (see module doc).
+    `reference_decoder` adds an untrained `ReferenceAwareDecoder` (decodes as the VAE until trained)."""
+    from .models import ReferenceAwareDecoder, count_parameters, mark_trainable
     from .pipeline import DreamVideoPipeline
 
     t2v, output = Path(t2v), Path(output)
@@ -140,6 +162,15 @@ def convert_t2v(
     difference = zero_init_difference(pipe) if verify else None
     if difference is not None and difference != 0.0:
         raise RuntimeError(f"converted model differs from the base by {difference:g} at initialisation")
+    decoder_difference = None
+    if reference_decoder:
+        pipe.register_modules(
+            reference_decoder=ReferenceAwareDecoder.from_vae(pipe.vae, **CONVERT_DECODER_OPTIONS)
+        )
+        decoder_difference = decoder_zero_init_difference(pipe) if verify else None
+        # float32 sums in another order, not a different function: the additions are exactly zero
+        if decoder_difference is not None and decoder_difference > 1e-4:
+            raise RuntimeError(f"the reference-aware decoder differs from the VAE by {decoder_difference:g}")
 
     mark_trainable(pipe.unet, pipe.retention_branch)
     trainable = count_parameters(pipe.unet, trainable_only=True) + count_parameters(pipe.retention_branch)
@@ -149,6 +180,8 @@ def convert_t2v(
         branch_parameters=count_parameters(pipe.retention_branch),
         trainable_parameters=trainable,
         max_abs_difference=difference,
+        reference_decoder_parameters=count_parameters(pipe.reference_decoder) if reference_decoder else None,
+        decoder_max_abs_difference=decoder_difference,
     )
     # Written beside the output and renamed into place: a failure leaves no half-written model.
     partial = output.with_name(output.name + ".partial")

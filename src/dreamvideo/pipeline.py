@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import PIL.Image
@@ -33,7 +33,7 @@ from .loading import (
     read_model_index,
 )
 from .lora import DreamVideoLoraLoaderMixin
-from .models import DreamVideoDenoiser, FrameRetentionBranch
+from .models import DreamVideoDenoiser, FrameRetentionBranch, ReferenceAwareDecoder
 from .sizes import unet_downscale, vae_scale_factor
 from .text import encode_prompts
 
@@ -55,16 +55,18 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
     """Image-to-video with text control: a T2V latent diffusion model plus a frame retention branch.
 
     Components: `vae`, `text_encoder`, `tokenizer`, `unet` (the base `UNet3DConditionModel`),
-    `retention_branch` (`FrameRetentionBranch`) and `scheduler` (any diffusers scheduler;
-    DDIM by default). Config values give the model's defaults (frames, fps, guidance scales,
-    denoising steps). LoRA adapters load with diffusers' names (`load_lora_weights`,
-    `set_adapters`, `fuse_lora`, ...: `dreamvideo.lora`).
+    `retention_branch` (`FrameRetentionBranch`), `scheduler` (any diffusers scheduler; DDIM by
+    default) and, optionally, `reference_decoder` (`ReferenceAwareDecoder`: decodes the latents
+    seeing the reference image; without it the VAE decodes). Config values give the model's
+    defaults (frames, fps, guidance scales, denoising steps). LoRA adapters load with diffusers'
+    names (`load_lora_weights`, `set_adapters`, `fuse_lora`, ...: `dreamvideo.lora`).
     """
 
     # The branch runs beside the UNet at every step, so it is left out of the chain (as diffusers
     # does for ControlNet): it gets its own hook and stays on the device instead of swapping
     # places with the UNet twice a step.
-    model_cpu_offload_seq = "text_encoder->unet->vae"
+    model_cpu_offload_seq = "text_encoder->unet->vae->reference_decoder"
+    _optional_components: ClassVar[list[str]] = ["reference_decoder"]  # diffusers concatenates lists
     _callback_tensor_inputs = ("latents", "prompt_embeds", "negative_prompt_embeds")
 
     def __init__(
@@ -81,6 +83,7 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
         default_text_guidance_scale: float = 7.5,
         default_num_inference_steps: int = 25,
         default_strength: float = 1.0,
+        reference_decoder: ReferenceAwareDecoder | None = None,
     ):
         super().__init__()
         self.register_modules(
@@ -90,6 +93,7 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
             unet=unet,
             retention_branch=retention_branch,
             scheduler=scheduler,
+            reference_decoder=reference_decoder,
         )
         self.register_to_config(
             default_num_frames=default_num_frames,
@@ -392,15 +396,29 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
         noise = noise / self.scheduler.init_noise_sigma
         return timesteps, self.scheduler.add_noise(still, noise, timesteps[:1].repeat(len(still)))
 
-    def decode_latents(self, latents: torch.Tensor, decode_chunk_size: int = 16) -> torch.Tensor:
-        """(B, C, F, h, w) latents -> (B, 3, F, H, W) frames in [-1, 1], a chunk of frames at a time."""
+    def decode_latents(
+        self, latents: torch.Tensor, decode_chunk_size: int = 16, reference: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, C, F, h, w) latents -> (B, 3, F, H, W) frames in [-1, 1]. The VAE decodes a chunk of
+        frames at a time; a `reference_decoder`, given the videos' `reference` (B, 3, H, W),
+        decodes a chunk of whole videos at a time (its layers look across a video's frames)."""
         decode_chunk_size = getattr(self, "_decode_chunk_override", None) or decode_chunk_size
         batch, channels, frames, h, w = latents.shape
         flat = latents.permute(0, 2, 1, 3, 4).reshape(batch * frames, channels, h, w)
         flat = flat / self.vae.config.scaling_factor
-        decoded = [
-            self.vae.decode(chunk.to(self.vae.dtype)).sample for chunk in flat.split(decode_chunk_size)
-        ]
+        if self.reference_decoder is not None and reference is not None:
+            dtype = self.reference_decoder.dtype
+            per_chunk = max(1, decode_chunk_size // frames)
+            decoded = [
+                self.reference_decoder(chunk.to(dtype), refs.to(dtype), frames)
+                for chunk, refs in zip(
+                    flat.split(per_chunk * frames), reference.split(per_chunk), strict=True
+                )
+            ]
+        else:
+            decoded = [
+                self.vae.decode(chunk.to(self.vae.dtype)).sample for chunk in flat.split(decode_chunk_size)
+            ]
         video = torch.cat(decoded)
         return video.reshape(batch, frames, *video.shape[1:]).permute(0, 2, 1, 3, 4).float()
 
@@ -601,7 +619,9 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
                 if output_type == "latent":
                     segments = [x]
                     break
-                video = self.decode_latents(x, decode_chunk_size)
+                # A reference-aware decoder sees what this segment's first frame is made from:
+                # the image, or in a later segment the previous one's last frame (docs/method.md).
+                video = self.decode_latents(x, decode_chunk_size, reference)
                 segments.append(video if segment == 0 else video[:, :, 1:])
                 reference = video[:, :, -1].clamp(-1, 1).to(reference.dtype)
 

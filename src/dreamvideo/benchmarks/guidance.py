@@ -12,7 +12,7 @@ import time
 import torch
 
 from dreamvideo.guidance import reference_sample
-from dreamvideo.loading import load_pipeline
+from dreamvideo.pipeline import load_pipeline
 from dreamvideo.testing import tiny_dreamvideo_pipeline
 
 

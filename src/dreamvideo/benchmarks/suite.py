@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-README_IMAGE = Path(__file__).resolve().parents[2] / "examples" / "cat.png"
+README_IMAGE = Path(__file__).resolve().parents[3] / "examples" / "cat.png"  # the repository root's
 README_PROMPT = "the camera zooms in"
 # The prompt sweep timed beside the README's command: one `generate` call, one video each.
 SWEEP_PROMPTS = (README_PROMPT, "the camera pans left", "the camera pans right", "the camera zooms out",

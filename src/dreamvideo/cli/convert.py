@@ -27,6 +27,11 @@ from .app import (
 @click.option("--image-scale", type=float, default=1.5, show_default=True, help="Default image guidance.")
 @click.option("--text-scale", type=float, default=7.5, show_default=True, help="Default text guidance.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty output folder.")
+@click.option(
+    "--reference-decoder",
+    is_flag=True,
+    help="Add a reference-aware decoder (decodes as the VAE until trained with the decoder stage).",
+)
 @click.option("--no-verify", is_flag=True, help="Skip the check that the output equals the base at init.")
 @debug_option
 def convert(
@@ -38,6 +43,7 @@ def convert(
     image_scale: float,
     text_scale: float,
     overwrite: bool,
+    reference_decoder: bool,
     no_verify: bool,
     debug: bool,
 ) -> None:
@@ -55,6 +61,7 @@ def convert(
         image_embed_channels=image_embed_channels,
         verify=not no_verify,
         overwrite=overwrite,
+        reference_decoder=reference_decoder,
         default_num_frames=frames,
         default_fps=fps,
         default_image_guidance_scale=image_scale,
@@ -66,3 +73,8 @@ def convert(
     click.echo(f"  trainable:   {report.trainable_parameters:,} (branch + temporal layers)")
     if report.max_abs_difference is not None:
         click.echo(f"  equals the base at initialisation (max |difference| {report.max_abs_difference:g})")
+    if report.reference_decoder_parameters is not None:
+        click.echo(f"  reference-aware decoder: {report.reference_decoder_parameters:,} parameters")
+    if report.decoder_max_abs_difference is not None:
+        difference = report.decoder_max_abs_difference
+        click.echo(f"  it decodes as the VAE at initialisation (max |difference| {difference:g})")

@@ -286,8 +286,19 @@ def info(model: Path | None, lora_dir: Path | None, debug: bool) -> None:
     pipe = load_pipeline(model)
     height, width = pipe.default_size
     click.echo(f"model: {model or default_model_dir()}")
-    for name in ("vae", "text_encoder", "tokenizer", "unet", "retention_branch", "scheduler"):
-        component = getattr(pipe, name)
+    for name in (
+        "vae",
+        "text_encoder",
+        "tokenizer",
+        "unet",
+        "retention_branch",
+        "scheduler",
+        "reference_decoder",
+    ):
+        component = getattr(pipe, name, None)
+        if component is None:
+            click.echo(f"  {name:17s} none (the VAE decodes)")
+            continue
         line = f"  {name:17s} {type(component).__name__}"
         if isinstance(component, __import__("torch").nn.Module):
             line += f"  {count_parameters(component):,} parameters"

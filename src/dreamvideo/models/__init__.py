@@ -1,4 +1,5 @@
 from .denoiser import DreamVideoDenoiser
+from .reference_decoder import ReferenceAwareDecoder
 from .retention_branch import FrameRetentionBranch, ImageConditioningEncoder
 from .trainable import checkpoint_unet_blocks, count_parameters, is_temporal_parameter, mark_trainable
 
@@ -6,6 +7,7 @@ __all__ = [
     "DreamVideoDenoiser",
     "FrameRetentionBranch",
     "ImageConditioningEncoder",
+    "ReferenceAwareDecoder",
     "checkpoint_unet_blocks",
     "count_parameters",
     "is_temporal_parameter",

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import UserError
 
-STAGES = ("vae", "t2v", "i2v")
+STAGES = ("vae", "t2v", "i2v", "decoder")
 
 
 @dataclass
@@ -146,10 +146,36 @@ class I2VOptions(DiffusionOptions):
     default_strength: float | None = None
 
 
+@dataclass
+class DecoderModel:
+    """The reference-aware decoder's additions (models.ReferenceAwareDecoder); decoder levels run
+    from 0 (after the mid block) to the number of up blocks. No residual and no cross-attention
+    level is the plain decoder, trained the same way (the probes' baseline)."""
+
+    reference_features: str = "encoder"  # "encoder": the frozen VAE encoder's; "stem": trainable convs
+    residual_levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4])  # frame 0 only
+    cross_attention_levels: list[int] = field(default_factory=lambda: [1, 2])  # every frame
+    attention_heads: int = 4
+    temporal_layers: bool = False
+
+
+@dataclass
+class DecoderOptions:
+    # Training latents are the frozen encoder's, plus Gaussian noise of std u * latent_noise *
+    # (their std), u ~ U(0, 1) per clip: sampled latents are never exactly an encoding.
+    latent_noise: float = 0.3
+    ssim_weight: float = 0.5
+    # The first frame's loss weight against another frame's (1: all alike): it is the frame that
+    # must equal the reference, and one frame in a clip.
+    first_frame_weight: float = 1.0
+    train_decoder: bool = True  # the copied decoder trains beside the additions (as ToonCrafter's)
+
+
 STAGE_TABLES: dict[str, tuple[type, type]] = {
     "vae": (VAEModel, VAEOptions),
     "t2v": (T2VModel, T2VOptions),
     "i2v": (I2VModel, I2VOptions),
+    "decoder": (DecoderModel, DecoderOptions),
 }
 
 

@@ -1,9 +1,11 @@
-"""The three training stages of DreamVideo (docs/training.md), one class each.
+"""The training stages of DreamVideo (docs/training.md), one class each.
 
 - `vae`: a small `AutoencoderKL` on video frames (L1 + SSIM + KL).
 - `t2v`: the text-to-video base (`UNet3DConditionModel`) on VAE latents, text dropout for CFG.
 - `i2v`: DreamVideo built from the t2v model; the retention branch and the main UNet's
   temporal layers train, with independent image / text / both dropout for double-condition CFG.
+- `decoder`: a pipeline's reference-aware decoder (frozen encoder's latents, the clip's first
+  frame as the reference; L1 + SSIM).
 
 A stage owns its networks, builds batches from clip indices, computes the loss, and exports a
 diffusers-format folder at the end. The generic loop lives in `trainer.py`.
@@ -30,7 +32,7 @@ from ..errors import UserError
 from ..io.images import frames_to_signed
 from ..lora import adapter_state_dict, add_adapter, base_fingerprint, save_adapter
 from ..metrics import ssim
-from ..models import DreamVideoDenoiser, checkpoint_unet_blocks, mark_trainable
+from ..models import DreamVideoDenoiser, ReferenceAwareDecoder, checkpoint_unet_blocks, mark_trainable
 from ..models.modelscope import NOISE_SCHEDULE
 from ..sizes import vae_scale_factor
 from ..text import encode_prompts, load_minilm
@@ -503,4 +505,87 @@ class I2VStage(_LatentVideoStage):
         return folder
 
 
-STAGES: dict[str, type[Stage]] = {"vae": VAEStage, "t2v": T2VStage, "i2v": I2VStage}
+class DecoderStage(Stage):
+    """The reference-aware decoder (models.ReferenceAwareDecoder) of a DreamVideo pipeline, trained
+    on its frozen encoder's latents of whole clips, each clip's first frame as the reference."""
+
+    name = "decoder"
+
+    def __init__(self, config: TrainConfig, device: torch.device):
+        super().__init__(config, device)
+        from ..pipeline import load_pipeline
+
+        if "dreamvideo" not in config.init:
+            raise UserError(f"{config.config_path}: the decoder stage needs [init] dreamvideo = 'folder'")
+        self.init_pipeline = config.init["dreamvideo"]
+        model = config.model_table()
+        options = {
+            "reference_features": str(model.reference_features),
+            "residual_levels": tuple(int(v) for v in model.residual_levels),
+            "cross_attention_levels": tuple(int(v) for v in model.cross_attention_levels),
+            "attention_heads": int(model.attention_heads),
+            "temporal_layers": bool(model.temporal_layers),
+        }
+        pipe = load_pipeline(self.init_pipeline, torch_dtype=torch.float32)
+        self.vae = pipe.vae
+        self._freeze_vae()
+        try:  # a pipeline that has one continues it (its decoder and additions carry over)
+            existing = pipe.reference_decoder
+            self.module = (
+                existing.with_options(**options)
+                if existing is not None
+                else ReferenceAwareDecoder.from_vae(self.vae, **options)
+            ).to(device)
+        except ValueError as e:
+            raise UserError(f"{config.config_path} [model]: {e}") from e
+        if not self.options.train_decoder:
+            for p in self.module.decoder_parameters():
+                p.requires_grad_(False)
+        self.latent_noise = float(self.options.latent_noise)
+        if not 0 <= self.latent_noise < float("inf"):
+            raise UserError(f"{config.config_path}: latent_noise must be 0 or more")
+        self.ssim_weight = float(self.options.ssim_weight)
+        self.first_frame_weight = float(self.options.first_frame_weight)
+        if not 0 < self.first_frame_weight < float("inf"):
+            raise UserError(f"{config.config_path}: first_frame_weight must be above 0")
+
+    def _freeze_vae(self) -> None:
+        self.vae.requires_grad_(False).eval().to(self.device)
+
+    def loss(self, module, batch, generator):
+        frames = batch["frames"]  # (B, F, 3, H, W) in [-1, 1]
+        b, f = frames.shape[:2]
+        flat = frames.flatten(0, 1)
+        with torch.no_grad():
+            latents = torch.cat([self.vae.encode(chunk).latent_dist.mean for chunk in flat.split(32)])
+        if self.latent_noise > 0:
+            scale = self.latent_noise * latents.std() * torch.rand(b, **on_generator(generator))
+            noise = torch.randn(latents.shape, **on_generator(generator))
+            latents = latents + scale.repeat_interleave(f).view(-1, 1, 1, 1) * noise
+        recon = module(latents, frames[:, 0], f)
+        l1 = (recon - flat).abs().mean(dim=(1, 2, 3))
+        structural = 1 - ssim((recon.clamp(-1, 1) + 1) / 2, (flat + 1) / 2, reduction="none")
+        weights = torch.ones(f, device=flat.device)
+        weights[0] = self.first_frame_weight
+        weights = (weights / weights.mean()).repeat(b)  # frame weights, mean 1
+        return (weights * (l1 + self.ssim_weight * structural)).mean()
+
+    @torch.no_grad()
+    def export(self, output_dir: Path) -> Path:
+        """The pipeline it came from, with this reference-aware decoder added (or replaced)."""
+        from ..pipeline import load_pipeline
+
+        path = output_dir / "pipeline"
+        shutil.rmtree(path, ignore_errors=True)
+        pipe = load_pipeline(self.init_pipeline, torch_dtype=torch.float32)
+        pipe.register_modules(reference_decoder=self.module.eval())
+        pipe.save_pretrained(path)
+        return path
+
+
+STAGES: dict[str, type[Stage]] = {
+    "vae": VAEStage,
+    "t2v": T2VStage,
+    "i2v": I2VStage,
+    "decoder": DecoderStage,
+}
