@@ -102,3 +102,37 @@ def test_bad_jobs_are_refused_before_any_work_with_the_row_named(tmp_path, capsy
     ]:
         code, _, err = run(capsys, "generate", *args, "--model", model_dir, *GEN)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (args, err)
+
+
+def test_an_output_that_is_an_input_is_refused_before_any_work(tmp_path, capsys, model_dir):
+    """Through the same path, `..`, a symlink or a hard link, in a single run or a jobs row: the
+    image, the jobs file's image, an adapter or a model folder's file is never overwritten."""
+    image = tmp_path / "in.gif"
+    Image.new("RGB", (64, 64), (200, 40, 40)).save(image)
+    (tmp_path / "sub").mkdir()
+    os.symlink(image, tmp_path / "link.gif")
+    os.link(image, tmp_path / "hard.gif")
+    adapter = tmp_path / "adapter.gif"
+    adapter.write_bytes(b"not read: the output check comes first")
+    original = image.read_bytes()
+    outputs = [image, tmp_path / "sub" / ".." / "in.gif", tmp_path / "link.gif", tmp_path / "hard.gif"]
+    base = ["generate", image, "-p", "x", "--model", model_dir, "--steps", "1"]
+    for output in outputs:
+        code, _, err = run(capsys, *base, "-o", output)
+        assert code == 2 and "would overwrite an input" in err and len(err.strip().splitlines()) == 1, err
+    code, _, err = run(capsys, *base, "-o", model_dir / "video.mp4")
+    assert code == 2 and "would overwrite an input" in err
+    for name in ("in.gif", "hard.gif"):  # a jobs row, its image given by another name
+        (tmp_path / "jobs.csv").write_text(f"image,prompt,output\nin.gif,x,{name}\n")
+        code, _, err = run(capsys, "generate", "--jobs", tmp_path / "jobs.csv", "--model", model_dir)
+        assert code == 2 and "row 1 of jobs.csv" in err and "would overwrite an input" in err, err
+    from dreamvideo.errors import UserError
+    from dreamvideo.jobs import prompt_jobs
+
+    try:  # an adapter given with --lora is an input too (checked here without peft)
+        prompt_jobs(image, ["x"], adapter, "", [model_dir, adapter])
+    except UserError as error:
+        assert "would overwrite an input" in str(error)
+    else:
+        raise AssertionError("an adapter as the output was accepted")
+    assert image.read_bytes() == original and adapter.read_bytes().startswith(b"not read")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,15 +51,19 @@ def numbered_output(output: Path, number: int) -> Path:
     return output.with_name(f"{output.stem}-{number}{output.suffix}")
 
 
-def prompt_jobs(image: Path, prompts: list[str], output: Path, negative_prompt: str) -> list[GenerationJob]:
-    """One job a `--prompt`; several prompts write numbered outputs (`out-1.mp4`, `out-2.mp4`, ...)."""
+def prompt_jobs(
+    image: Path, prompts: list[str], output: Path, negative_prompt: str, inputs: Sequence[Path] = ()
+) -> list[GenerationJob]:
+    """One job a `--prompt`; several prompts write numbered outputs (`out-1.mp4`, `out-2.mp4`, ...).
+    No output may be the image or one of `inputs` (files or folders the run reads)."""
     from .io.images import load_image
 
     prompts = prompts or [""]
     numbers = range(1, len(prompts) + 1) if len(prompts) > 1 else [None]
     outputs = [output if n is None else numbered_output(output, n) for n in numbers]
     labels = ["" if n is None else f"--prompt {n}" for n in numbers]
-    _check_outputs(outputs, labels)  # before reading the image, as a single run always did
+    # before reading the image, as a single run always did
+    _check_outputs(outputs, labels, [Path(image), *inputs])
     reference = load_image(image)
     return [
         GenerationJob(reference, prompt, target, None, negative_prompt, label)
@@ -66,8 +71,11 @@ def prompt_jobs(image: Path, prompts: list[str], output: Path, negative_prompt: 
     ]
 
 
-def file_jobs(path: Path, output: Path | None, negative_prompt: str) -> list[GenerationJob]:
-    """The jobs of a CSV or JSON Lines file, every row checked before any work."""
+def file_jobs(
+    path: Path, output: Path | None, negative_prompt: str, inputs: Sequence[Path] = ()
+) -> list[GenerationJob]:
+    """The jobs of a CSV or JSON Lines file, every row checked before any work. No output may be
+    the jobs file, a row's image or one of `inputs` (files or folders the run reads)."""
     from .io.images import load_image
     from .limits import check_seed
 
@@ -105,7 +113,7 @@ def file_jobs(path: Path, output: Path | None, negative_prompt: str) -> list[Gen
             )
         except UserError as error:
             raise labelled(label, error) from None
-    _check_outputs([job.output for job in jobs], [job.label for job in jobs])
+    _check_outputs([job.output for job in jobs], [job.label for job in jobs], [path, *images, *inputs])
     return jobs
 
 
@@ -163,14 +171,15 @@ def _seed(text: str | None) -> int | None:
         raise UserError(f"seed must be an integer, got {text!r}") from None
 
 
-def _check_outputs(outputs: list[Path], labels: list[str]) -> None:
-    """Every output writable and no two jobs writing the same file."""
-    from .io.video import check_output_path
+def _check_outputs(outputs: list[Path], labels: list[str], inputs: Sequence[Path] = ()) -> None:
+    """Every output writable, none an input, and no two jobs writing the same file."""
+    from .io.video import check_not_an_input, check_output_path
 
     seen: dict[Path, str] = {}
     for target, label in zip(outputs, labels, strict=True):
         try:
             check_output_path(target)
+            check_not_an_input(target, inputs)
         except UserError as error:
             raise labelled(label, error) from None
         key = target.resolve()

@@ -154,11 +154,15 @@ def generate(
         raise UserError("give IMAGE and --output (or --jobs FILE)")
     _check_memory_budget(model, frames, height, width, segments, mode, dtype, vae_slicing, max_memory)
     adapter_weights = _check_lora_flags(loras, lora_scales)
-    # Every job checked (images read, outputs writable and distinct) before any model loads.
+    # Every job checked (images read, outputs writable, distinct and none an input) before any
+    # model loads.
+    from ..loading import default_model_dir
+
+    inputs = [model or default_model_dir(), *loras]
     if jobs_file is not None:
-        jobs = file_jobs(jobs_file, output, negative_prompt)
+        jobs = file_jobs(jobs_file, output, negative_prompt, inputs)
     else:
-        jobs = prompt_jobs(image, list(prompt), output, negative_prompt)
+        jobs = prompt_jobs(image, list(prompt), output, negative_prompt, inputs)
     import torch
 
     from ..io.images import unit_to_uint8

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import av
@@ -61,6 +62,27 @@ def check_output_path(path: str | Path) -> str:
     elif path.is_dir():
         raise UserError(f"output path is a directory: {path}")
     return kind
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """`a` and `b` name one file: the same path once `..` and symlinks are resolved, or the same
+    inode (a hard link)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist
+        return False
+
+
+def check_not_an_input(path: str | Path, inputs: Sequence[str | Path]) -> None:
+    """Refuse an output that would overwrite one of `inputs` (through `..`, a symlink or a hard
+    link) or land inside an input folder (a model folder, an adapter's folder)."""
+    path = Path(path)
+    target = path.resolve()
+    for item in map(Path, inputs):
+        if _same_file(path, item) or (item.is_dir() and target.is_relative_to(item.resolve())):
+            raise UserError(f"output {path} would overwrite an input ({item}); choose another output path")
 
 
 def write_video(frames: np.ndarray, path: str | Path, fps: int = 8) -> Path:
