@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -373,3 +374,27 @@ def test_shipped_default_model_generates(tmp_path, capsys, monkeypatch):
     info_code, info, _ = run(capsys, "info")
     assert info_code == 0 and f"frames: {len(frames)}" in info
     assert frames[0].shape == (64, 64, 3)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_remove_a_partial_output_as_sigint_does(tmp_path, signum):
+    """`data synth` writes into a hidden temporary folder; a stop signal removes it and exits
+    128 + the signal's number."""
+    import time
+
+    args = ["data", "synth", "--out", str(tmp_path / "d"), "--num", "100000"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dreamvideo", *args],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not any(tmp_path.iterdir()) and time.monotonic() < deadline:  # the temporary folder exists
+        time.sleep(0.1)
+    time.sleep(1.0)  # a few clips written into it
+    assert any(tmp_path.iterdir())
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 128 + signum, err
+    assert f"stopped by {signal.Signals(signum).name}" in err
+    assert not list(tmp_path.iterdir())  # nothing left behind

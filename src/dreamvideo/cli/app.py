@@ -1,14 +1,19 @@
 """The `dreamvideo` command line: the group, its shared options and `main`.
 
 Exit codes: 0 success, 2 the user's mistake (one line on stderr, no traceback, no output
-file), 1 an internal error. `--debug` (anywhere on the line) shows tracebacks.
+file), 1 an internal error, 130 / 143 / 129 stopped by SIGINT / SIGTERM / SIGHUP (whatever was
+being written atomically is removed, as on SIGINT). `--debug` (anywhere on the line) shows
+tracebacks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -106,6 +111,35 @@ def lora_options(f):
     return f
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the command is, so that every atomic writer cleans up
+    exactly as on SIGINT (they catch BaseException). A KeyboardInterrupt, so code that stops
+    cleanly on Ctrl-C (the web server) stops the same way."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame) -> None:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def stop_signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise `Terminated` while the command runs (the training loop installs
+    its own handler, which checkpoints first); the previous handlers come back after."""
+    previous = {}
+    with contextlib.suppress(ValueError):  # not the main thread: the host program owns signals
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            previous[signum] = signal.signal(signum, _raise_terminated)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     # The command never reaches a model hub (every model is a local folder or an installed
     # package); set before any hub library loads, for this process only. The library itself
@@ -115,7 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in args or os.environ.get("DREAMVIDEO_DEBUG") == "1"
     try:
-        cli.main(args=args, prog_name="dreamvideo", standalone_mode=False)
+        with stop_signals_interrupt():
+            cli.main(args=args, prog_name="dreamvideo", standalone_mode=False)
+    except Terminated as e:
+        click.echo(f"stopped by {signal.Signals(e.signum).name}", err=True)
+        return 128 + e.signum
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else 1
     except click.exceptions.Exit as e:
@@ -123,7 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as e:  # usage errors: click's own message, exit 2
         e.show()
         return e.exit_code
-    except click.Abort:
+    except click.Abort as e:  # click turns a KeyboardInterrupt (and so `Terminated`) into Abort
+        if isinstance(e.__cause__, Terminated):
+            click.echo(f"stopped by {signal.Signals(e.__cause__.signum).name}", err=True)
+            return 128 + e.__cause__.signum
         click.echo("aborted", err=True)
         return 130
     except UserError as e:
