@@ -269,3 +269,15 @@ def test_generate_with_segments_decodes_through_a_folders_decoder(tmp_path, caps
         videos[name] = sorted(out.glob("*.png"))
     assert len(videos["with"]) == len(videos["plain"]) == 2 * FRAMES - 1
     assert videos["with"][0].read_bytes() != videos["plain"][0].read_bytes()
+
+
+def test_text_mode_decodes_without_the_image(photo):
+    """`guidance_mode='text'` is the base text-to-video behaviour (the null image): the
+    reference-aware decoder must not paste the image back into the first frame."""
+    pipe = tiny_dreamvideo_pipeline("bert", seed=1, randomize_branch=True, default_num_frames=FRAMES)
+    plain = _video(pipe, photo, guidance_mode="text")
+    decoder = ReferenceAwareDecoder.from_vae(pipe.vae)
+    _perturb(decoder, "residuals.")
+    pipe.register_modules(reference_decoder=decoder)
+    torch.testing.assert_close(_video(pipe, photo, guidance_mode="text"), plain, atol=0, rtol=0)
+    assert (_video(pipe, photo)[:, 0] - plain[:, 0]).abs().max() > 1e-3  # image+text: it does

@@ -620,8 +620,10 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
                     segments = [x]
                     break
                 # A reference-aware decoder sees what this segment's first frame is made from:
-                # the image, or in a later segment the previous one's last frame (docs/method.md).
-                video = self.decode_latents(x, decode_chunk_size, reference)
+                # the image, or in a later segment the previous one's last frame (docs/method.md);
+                # in text mode the image plays no part, so the VAE decodes.
+                seen = None if mode == GuidanceMode.TEXT else reference
+                video = self.decode_latents(x, decode_chunk_size, seen)
                 segments.append(video if segment == 0 else video[:, :, 1:])
                 reference = video[:, :, -1].clamp(-1, 1).to(reference.dtype)
 
