@@ -55,7 +55,7 @@ def prompt_jobs(
     image: Path, prompts: list[str], output: Path, negative_prompt: str, inputs: Sequence[Path] = ()
 ) -> list[GenerationJob]:
     """One job a `--prompt`; several prompts write numbered outputs (`out-1.mp4`, `out-2.mp4`, ...).
-    No output may be the image or one of `inputs` (files or folders the run reads)."""
+    No output may be the image, nor one of `inputs` or inside one (the model folder, adapters)."""
     from .io.images import load_image
 
     prompts = prompts or [""]
@@ -63,7 +63,7 @@ def prompt_jobs(
     outputs = [output if n is None else numbered_output(output, n) for n in numbers]
     labels = ["" if n is None else f"--prompt {n}" for n in numbers]
     # before reading the image, as a single run always did
-    _check_outputs(outputs, labels, [Path(image), *inputs])
+    _check_outputs(outputs, labels, [Path(image)], inputs)
     reference = load_image(image)
     return [
         GenerationJob(reference, prompt, target, None, negative_prompt, label)
@@ -75,7 +75,7 @@ def file_jobs(
     path: Path, output: Path | None, negative_prompt: str, inputs: Sequence[Path] = ()
 ) -> list[GenerationJob]:
     """The jobs of a CSV or JSON Lines file, every row checked before any work. No output may be
-    the jobs file, a row's image or one of `inputs` (files or folders the run reads)."""
+    the jobs file or a row's image, nor one of `inputs` or inside one (the model folder, adapters)."""
     from .io.images import load_image
     from .limits import check_seed
 
@@ -113,7 +113,7 @@ def file_jobs(
             )
         except UserError as error:
             raise labelled(label, error) from None
-    _check_outputs([job.output for job in jobs], [job.label for job in jobs], [path, *images, *inputs])
+    _check_outputs([job.output for job in jobs], [job.label for job in jobs], [path, *images], inputs)
     return jobs
 
 
@@ -171,15 +171,18 @@ def _seed(text: str | None) -> int | None:
         raise UserError(f"seed must be an integer, got {text!r}") from None
 
 
-def _check_outputs(outputs: list[Path], labels: list[str], inputs: Sequence[Path] = ()) -> None:
-    """Every output writable, none an input, and no two jobs writing the same file."""
+def _check_outputs(
+    outputs: list[Path], labels: list[str], files: Sequence[Path] = (), folders: Sequence[Path] = ()
+) -> None:
+    """Every output writable, none an input (`files`, or inside `folders`: the model folder,
+    adapters), and no two jobs writing the same file."""
     from .io.video import check_not_an_input, check_output_path
 
     seen: dict[Path, str] = {}
     for target, label in zip(outputs, labels, strict=True):
         try:
             check_output_path(target)
-            check_not_an_input(target, inputs)
+            check_not_an_input(target, files, folders)
         except UserError as error:
             raise labelled(label, error) from None
         key = target.resolve()

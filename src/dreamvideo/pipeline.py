@@ -619,11 +619,8 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
                 if output_type == "latent":
                     segments = [x]
                     break
-                # A reference-aware decoder sees what this segment's first frame is made from:
-                # the image, or in a later segment the previous one's last frame (docs/method.md);
-                # in text mode the image plays no part, so the VAE decodes.
-                seen = None if mode == GuidanceMode.TEXT else reference
-                video = self.decode_latents(x, decode_chunk_size, seen)
+                # A reference decoder sees this segment's reference (no image in text mode).
+                video = self.decode_latents(x, decode_chunk_size, None if mode == "text" else reference)
                 segments.append(video if segment == 0 else video[:, :, 1:])
                 reference = video[:, :, -1].clamp(-1, 1).to(reference.dtype)
 

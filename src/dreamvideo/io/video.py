@@ -75,13 +75,17 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def check_not_an_input(path: str | Path, inputs: Sequence[str | Path]) -> None:
-    """Refuse an output that would overwrite one of `inputs` (through `..`, a symlink or a hard
-    link) or land inside an input folder (a model folder, an adapter's folder)."""
+def check_not_an_input(
+    path: str | Path, files: Sequence[str | Path], folders: Sequence[str | Path] = ()
+) -> None:
+    """Refuse an output that would overwrite one of the input `files` (through `..`, a symlink or
+    a hard link), or land inside one of the input `folders` (a model folder, an adapter's folder;
+    a file given there is checked as a file)."""
     path = Path(path)
     target = path.resolve()
-    for item in map(Path, inputs):
-        if _same_file(path, item) or (item.is_dir() and target.is_relative_to(item.resolve())):
+    for item in map(Path, [*files, *folders]):
+        inside = item in map(Path, folders) and item.is_dir() and target.is_relative_to(item.resolve())
+        if inside or _same_file(path, item):
             raise UserError(f"output {path} would overwrite an input ({item}); choose another output path")
 
 
