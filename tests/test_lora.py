@@ -129,7 +129,7 @@ def test_bad_adapters_are_one_line_errors(lora_pipe, tmp_path, t2v):
         lora_pipe.load_lora_weights(corrupt)
     plain = tmp_path / "plain.safetensors"
     save_file({"unet.conv_in.weight": torch.zeros(2)}, plain)
-    with pytest.raises(UserError, match="no LoRA weights"):
+    with pytest.raises(UserError, match="not a LoRA weight"):
         lora_pipe.load_lora_weights(plain)
     # a rank that does not match its config
     from safetensors import safe_open

@@ -552,3 +552,31 @@ def test_gpu_train_default_script_dry_run_on_cpu(tmp_path, model_dir):
     assert failed.returncode == 1 and "error: i2v failed" in failed.stderr
     bad = subprocess.run(["bash", script[0], str(tmp_path / "out3")], env={**env, "INIT": str(tmp_path)})
     assert bad.returncode == 2
+
+
+def test_vae_anchor_keeps_latents_near_the_init_s(trained):
+    """anchor_weight adds the squared distance of the encoder's latents from the [init]
+    encoder's (frozen): zero at the start, growing as the encoder moves; refused without an
+    init or with the encoder frozen."""
+    from dreamvideo.training.stages import VAEStage
+
+    tmp, out = trained
+    path = write_config(tmp, "vae", 2, out=tmp / "anchored")
+    init = out["vae"] / "vae"
+    path.write_text(path.read_text() + f'\n[init]\nvae = "{init}"\n[stage_options]\nanchor_weight = 10.0\n')
+    config = load_config(path)
+    stage = VAEStage(config, torch.device("cpu"))
+    assert not any(p.requires_grad for p in stage.anchor.parameters())
+    batch = stage.make_batch([0, 1])
+    plain = VAEStage(load_config(path, {"stage_options.anchor_weight": 0.0}), torch.device("cpu"))
+    generator = torch.Generator().manual_seed(0)
+    assert torch.allclose(
+        stage.loss(stage.module, batch, generator), plain.loss(plain.module, batch, generator)
+    )
+    with torch.no_grad():
+        stage.module.quant_conv.bias.add_(0.5)
+    moved = stage.loss(stage.module, batch, generator) - plain.loss(stage.module, batch, generator)
+    assert moved > 0
+    for override in ({"init": {}}, {"stage_options.train_decoder_only": True}):
+        with pytest.raises(UserError, match="anchor_weight needs"):
+            VAEStage(load_config(path, override), torch.device("cpu"))

@@ -18,7 +18,6 @@ The estimate (docs/limits.md; `scripts/memory_calibration.py` measures it agains
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,18 +49,18 @@ class ModelFacts:
     @classmethod
     def read(cls, folder: str | Path) -> ModelFacts:
         folder = Path(folder)
-        unet = json.loads((folder / "unet" / "config.json").read_text())
-        vae = json.loads((folder / "vae" / "config.json").read_text())
+        unet = _read_json(folder / "unet" / "config.json")
+        vae = _read_json(folder / "vae" / "config.json")
         weights = sum(f.stat().st_size for f in folder.rglob("*.safetensors"))
         if not any((folder / "text_encoder").glob("*.safetensors")):
             weights += PACKAGED_TEXT_ENCODER_BYTES
-        index = json.loads((folder / "model_index.json").read_text())
+        index = _read_json(folder / "model_index.json")
         widths = tuple(vae["block_out_channels"])
         factor = vae_scale_factor(vae)
         sample_size = unet.get("sample_size") or 32
         decoder_attention = ()
         if isinstance(index.get("reference_decoder"), list) and index["reference_decoder"][0] is not None:
-            decoder = json.loads((folder / "reference_decoder" / "config.json").read_text())
+            decoder = _read_json(folder / "reference_decoder" / "config.json")
             top = len(decoder["block_out_channels"]) - 1  # the last up block does not upsample
             heads = int(decoder.get("attention_heads", 4))
             levels = decoder.get("cross_attention_levels", ())
@@ -78,6 +77,12 @@ class ModelFacts:
             default_side=int(sample_size if isinstance(sample_size, int) else sample_size[0]) * int(factor),
             decoder_attention=decoder_attention,
         )
+
+
+def _read_json(path: Path):
+    from .io.files import parse_json, read_text
+
+    return parse_json(read_text(path, "model config", max_bytes=2**20), str(path))
 
 
 def estimate_peak_bytes(

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .errors import UserError
+from .io.files import parse_json, read_text
 from .loading import T2V_PIPELINE_CLASSES, read_model_index
 from .sizes import unet_downscale
 
@@ -41,10 +42,7 @@ class ConversionReport:
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UserError(f"cannot parse {path}: {e}") from e
+    data = parse_json(read_text(path, "config file", max_bytes=2**20), str(path))
     if not isinstance(data, dict):
         raise UserError(f"{path} is not a JSON object")
     return data

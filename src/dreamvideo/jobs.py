@@ -119,35 +119,38 @@ def file_jobs(
 
 def _read_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
     """(row number from 1, fields) of a jobs file; unknown columns are refused (typos)."""
-    if not path.is_file():
-        raise UserError(f"jobs file not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as error:
-        raise UserError(f"cannot read jobs file {path}: {error}") from None
+    from .io.files import read_text
+
+    text = read_text(path, "jobs file")
     if path.suffix.lower() in (".jsonl", ".ndjson"):
-        rows = []
-        for line_number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise UserError(f"{path.name} line {line_number}: not JSON ({error.msg})") from None
-            if not isinstance(record, dict):
-                raise UserError(f"{path.name} line {line_number}: a row must be a JSON object")
-            rows.append({k: "" if v is None else str(v) for k, v in record.items()})
+        rows = [
+            _json_row(path.name, line_number, line)
+            for line_number, line in enumerate(text.splitlines(), 1)
+            if line.strip()
+        ]
     elif path.suffix.lower() in (".csv", ".tsv"):
         reader = csv.DictReader(text.splitlines(), delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
-        if reader.fieldnames is None:
-            return []
-        rows = []
-        for record in reader:
-            if None in record:  # more cells than the header has columns
-                raise UserError(f"{path.name} row {len(rows) + 1}: more cells than the header's columns")
-            rows.append({k: (v or "").strip() for k, v in record.items()})
+        try:
+            if reader.fieldnames is None:
+                return []
+            repeated = sorted({n for n in reader.fieldnames if reader.fieldnames.count(n) > 1})
+            if repeated:
+                raise UserError(
+                    f"jobs file {path.name}: the header names {', '.join(map(repr, repeated))} twice"
+                )
+            rows = []
+            for record in reader:
+                if None in record:  # more cells than the header has columns
+                    raise UserError(f"{path.name} row {len(rows) + 1}: more cells than the header's columns")
+                rows.append({k: (v or "").strip() for k, v in record.items()})
+        except csv.Error as error:
+            raise UserError(f"jobs file {path.name} is not valid CSV: {error}") from None
     else:
         raise UserError(f"jobs file must be .csv, .tsv or .jsonl, got {path.name}")
+    for number, row in enumerate(rows, 1):
+        for key, value in row.items():
+            if "\x00" in key or "\x00" in value:
+                raise UserError(f"{path.name} row {number}: a NUL character in {key.strip(chr(0))[:40]!r}")
     unknown = sorted({key for row in rows for key in row} - set(JOB_FIELDS))
     if unknown:
         raise UserError(
@@ -155,6 +158,36 @@ def _read_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
             f"columns are {', '.join(JOB_FIELDS)}"
         )
     return list(enumerate(rows, 1))
+
+
+def _json_row(name: str, line_number: int, line: str) -> dict[str, str]:
+    """One JSON Lines row: an object of strings, numbers or nulls, each key once."""
+    where = f"{name} line {line_number}"
+
+    def unique(pairs: list[tuple[str, object]]) -> dict:
+        keys = [k for k, _ in pairs]
+        if len(set(keys)) < len(keys):
+            raise UserError(f"{where}: a key is given twice")
+        return dict(pairs)
+
+    try:
+        record = json.loads(line, object_pairs_hook=unique)
+    except json.JSONDecodeError as error:
+        raise UserError(f"{where}: not JSON ({error.msg})") from None
+    except (ValueError, RecursionError) as error:  # integers of thousands of digits, deep nesting
+        raise UserError(
+            f"{where}: not usable JSON ({str(error)[:80] or 'nested too deeply'})"
+        ) from None
+    if not isinstance(record, dict):
+        raise UserError(f"{where}: a row must be a JSON object")
+    for key, value in record.items():
+        if not (
+            value is None
+            or isinstance(value, str)
+            or (isinstance(value, int) and not isinstance(value, bool))
+        ):
+            raise UserError(f"{where}: {key[:40]!r} must be a string, an integer or null")
+    return {k: "" if v is None else str(v) for k, v in record.items()}
 
 
 def _resolve(folder: Path, name: str) -> Path:
@@ -165,6 +198,8 @@ def _resolve(folder: Path, name: str) -> Path:
 def _seed(text: str | None) -> int | None:
     if text is None or text == "":
         return None
+    if len(text) > 40:  # int() of thousands of digits is slow, then refused by Python itself
+        raise UserError(f"seed must be an integer from 0 to 2**63 - 1, got {len(text)} characters")
     try:
         return int(text)
     except ValueError:

@@ -7,11 +7,11 @@ on the checks here.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from .errors import UserError
+from .io.files import parse_json, read_text
 
 # The embedded default model ships inside the package (trained by this project's own code).
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "weights" / "dreamvideo-tiny"
@@ -30,15 +30,44 @@ def read_model_index(path: str | Path) -> dict:
     if not path.is_dir():
         raise UserError(f"model path is not a folder: {path}")
     index = path / "model_index.json"
-    if not index.is_file():
+    if not index.exists():
         raise UserError(f"not a diffusers model folder (no model_index.json): {path}")
     try:
-        data = json.loads(index.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UserError(f"model folder is corrupt: cannot parse {index}: {e}") from e
+        data = parse_json(read_text(index, "model index", max_bytes=2**20), str(index))
+    except UserError as e:
+        raise UserError(f"model folder is corrupt: {e}") from None
     if not isinstance(data, dict) or "_class_name" not in data:
         raise UserError(f"model folder is corrupt: {index} has no _class_name")
     return data
+
+
+def check_model_defaults(path: Path, index: dict) -> None:
+    """A DreamVideo folder's sampling defaults (its model_index.json) in the ranges a request may
+    ask for: a default fps of 0 is refused when the folder is read, not after sampling."""
+    from .limits import check_fps, check_sampling_values, check_strength
+
+    defaults = {k: index[k] for k in MODEL_DEFAULTS if k in index}
+    try:
+        check_sampling_values(
+            num_frames=defaults.get("default_num_frames"),
+            num_inference_steps=defaults.get("default_num_inference_steps"),
+            image_guidance_scale=defaults.get("default_image_guidance_scale"),
+            text_guidance_scale=defaults.get("default_text_guidance_scale"),
+        )
+        check_fps(defaults.get("default_fps"))
+        check_strength(defaults.get("default_strength"))
+    except UserError as error:
+        raise UserError(f"model folder {path}: model_index.json's default {error}") from None
+
+
+MODEL_DEFAULTS = (
+    "default_num_frames",
+    "default_fps",
+    "default_image_guidance_scale",
+    "default_text_guidance_scale",
+    "default_num_inference_steps",
+    "default_strength",
+)
 
 
 def check_components(path: Path, index: dict) -> None:
@@ -47,6 +76,12 @@ def check_components(path: Path, index: dict) -> None:
             continue
         if not (path / name).is_dir():
             raise UserError(f"model folder is incomplete: component folder '{name}/' is missing in {path}")
+    for item in path.rglob("*"):  # a FIFO under a weights file's name would block the loader
+        if not (item.is_file() or item.is_dir()):
+            raise UserError(
+                f"model folder {path} holds {item.relative_to(path)}, which is not a regular file "
+                "(a pipe, socket, device or broken link)"
+            )
 
 
 def load_folder(cls, path: Path, what: str, **kwargs):

@@ -105,7 +105,7 @@ def base_fingerprint(pipe) -> str:
     return digest.hexdigest()[:16]
 
 
-def _lora_config(settings: LoraSettings, pattern: str):
+def _lora_config(settings: LoraSettings, pattern: str | list[str]):
     peft = require_peft()
     return peft.LoraConfig(
         r=settings.rank,
@@ -165,10 +165,13 @@ def save_adapter(
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    patterns = component_patterns(settings.modules)
     peft_metadata = {}
     for component in {k.split(".", 1)[0] for k in state}:
-        config = _lora_config(settings, patterns[component]).to_dict()
+        # the layers by name, as diffusers writes them: a reader never needs to run a pattern
+        layers = sorted(
+            {k.split(".", 1)[1].rsplit(".lora_", 1)[0] for k in state if k.startswith(f"{component}.")}
+        )
+        config = _lora_config(settings, layers).to_dict()
         config = {k: sorted(v) if isinstance(v, set) else v for k, v in config.items()}
         peft_metadata |= {f"{component}.{k}": v for k, v in config.items()}
     metadata = {
@@ -250,38 +253,168 @@ def describe_adapter(adapter: AdapterFile) -> str:
 
 
 def read_adapter(path: str | Path) -> AdapterFile:
-    """Read and check an adapter file: readable, LoRA keys of known components, a config for each."""
+    """Read and check an adapter file, which is untrusted data: JSON of the right types, LoRA
+    tensors of known components (finite, 2-D, lora_A and lora_B of one rank per layer), and for
+    each component a config whose layers come from the tensor names (as diffusers' loaders infer
+    them), never from a pattern the file supplies. Any fault is one UserError."""
     from safetensors import safe_open
 
     file = adapter_path(path)
     try:
         with safe_open(str(file), "pt") as f:
             metadata = f.metadata() or {}
-            names = f.keys()  # a safe_open handle is not iterable
+            names = list(f.keys())  # a safe_open handle is not iterable
+            if len(names) > MAX_ADAPTER_TENSORS:
+                raise ValueError(f"{len(names)} tensors (at most {MAX_ADAPTER_TENSORS})")
             state = {k: f.get_tensor(k) for k in names}
         peft_metadata = json.loads(metadata.get(ADAPTER_METADATA_KEY, "{}"))
         info = json.loads(metadata.get(DREAMVIDEO_METADATA_KEY, "{}"))
-    except Exception as e:  # safetensors raises several kinds on a damaged file
+    except (Exception, RecursionError) as e:  # safetensors and json raise several kinds
         raise UserError(
-            f"LoRA adapter {file} is unreadable: {str(e).splitlines()[0] if str(e) else e}"
+            f"LoRA adapter {file} is unreadable: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
         ) from None
-    if not state or not all("lora_" in k for k in state):
+    if not isinstance(peft_metadata, dict) or not isinstance(info, dict):
+        raise UserError(
+            f"{file}: its metadata must be JSON objects ('{ADAPTER_METADATA_KEY}', "
+            f"'{DREAMVIDEO_METADATA_KEY}')"
+        )
+    if not state:
         raise UserError(f"{file} holds no LoRA weights (every key names a lora_A / lora_B layer)")
-    components = {k.split(".", 1)[0] for k in state}
-    unknown = components - set(COMPONENTS)
-    if unknown:
-        raise UserError(f"{file} adapts {', '.join(sorted(unknown))}: not part of a DreamVideo model")
-    configs = {c: {} for c in components}
+    layers = _layer_ranks(file, state)
+    configs: dict[str, dict] = {c: {} for c, _ in layers}
     for key, value in peft_metadata.items():
         component, _, name = key.partition(".")
         if component in configs:
             configs[component][name] = value
-    missing = [c for c, cfg in configs.items() if "r" not in cfg or "target_modules" not in cfg]
-    if missing:
-        raise UserError(
-            f"{file} has no LoRA config for {', '.join(missing)} (metadata '{ADAPTER_METADATA_KEY}')"
+    checked = {
+        component: _checked_config(
+            file, component, fields, {m: r for (c, m), r in layers.items() if c == component}
         )
-    return AdapterFile(file, state, configs, info)
+        for component, fields in configs.items()
+    }
+    return AdapterFile(file, state, checked, _checked_info(file, info))
+
+
+MAX_ADAPTER_TENSORS = 20_000
+MAX_ADAPTER_RANK = 4096
+_TENSOR_KEY = re.compile(r"(?P<component>\w+)\.(?P<module>\w+(?:\.\w+)*)\.lora_(?P<half>[AB])\.weight")
+
+
+def _layer_ranks(file: Path, state: dict[str, torch.Tensor]) -> dict[tuple[str, str], int]:
+    """(component, module name) -> rank, from the tensors: each a finite float matrix, named
+    `component.module.lora_A.weight` / `.lora_B.weight`, the pair sharing one rank."""
+    halves: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    for key, tensor in state.items():
+        match = _TENSOR_KEY.fullmatch(key)
+        if match is None:
+            raise UserError(f"{file}: {key[:80]!r} is not a LoRA weight (component.layer.lora_A.weight)")
+        if match["component"] not in COMPONENTS:
+            raise UserError(f"{file} adapts {match['component']}: not part of a DreamVideo model")
+        if tensor.ndim != 2 or not tensor.is_floating_point():
+            raise UserError(
+                f"{file}: {key} must be a float matrix, got {tensor.dtype} of shape {tuple(tensor.shape)}"
+            )
+        if not torch.isfinite(tensor).all():
+            raise UserError(f"{file}: {key} holds NaN or infinite values")
+        halves.setdefault((match["component"], match["module"]), {})[match["half"]] = tensor
+    ranks = {}
+    for (component, module), pair in halves.items():
+        if set(pair) != {"A", "B"}:
+            raise UserError(f"{file}: {component}.{module} has lora_{''.join(pair)} but not its other half")
+        rank = pair["A"].shape[0]
+        if pair["B"].shape[1] != rank or not 1 <= rank <= MAX_ADAPTER_RANK:
+            raise UserError(
+                f"{file}: {component}.{module} has lora_A of rank {rank}, lora_B of {pair['B'].shape[1]}"
+            )
+        ranks[(component, module)] = rank
+    return ranks
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _checked_config(file: Path, component: str, fields: dict, ranks: dict[str, int]) -> dict:
+    """The `LoraConfig` fields to build this component's layers with: the file's rank, alpha and
+    dropout checked for type and range; the layers and per-layer ranks from the tensors (as
+    literal names: a pattern the file supplies is never run as a regular expression)."""
+
+    def refuse(problem: str) -> UserError:
+        return UserError(f"{file}: the LoRA config of {component} ('{ADAPTER_METADATA_KEY}') {problem}")
+
+    if "r" not in fields:
+        raise UserError(f"{file} has no LoRA config for {component} (metadata '{ADAPTER_METADATA_KEY}')")
+    rank = fields["r"]
+    if not (isinstance(rank, int) and not isinstance(rank, bool) and 1 <= rank <= MAX_ADAPTER_RANK):
+        raise refuse(f"has r = {str(rank)[:40]!r}, not an integer from 1 to {MAX_ADAPTER_RANK}")
+    alpha = fields.get("lora_alpha", rank)
+    if not (_number(alpha) and 0 < alpha <= 1e6):
+        raise refuse(f"has lora_alpha = {str(alpha)[:40]!r}, not a positive number")
+    dropout = fields.get("lora_dropout", 0.0)
+    if not (_number(dropout) and 0 <= dropout < 1):
+        raise refuse(f"has lora_dropout = {str(dropout)[:40]!r}, not a number in [0, 1)")
+    init = fields.get("init_lora_weights", True)
+    if not (isinstance(init, bool) or (isinstance(init, str) and len(init) < 64)):
+        raise refuse(f"has init_lora_weights = {str(init)[:40]!r}, not a boolean or a method name")
+    for flag in ("use_rslora", "use_dora"):
+        if not isinstance(fields.get(flag, False), bool):
+            raise refuse(f"has {flag} = {str(fields[flag])[:40]!r}, not a boolean")
+    if fields.get("use_dora") or fields.get("bias", "none") != "none":
+        raise refuse("asks for DoRA or trained biases, which DreamVideo's adapters do not use")
+    targets = fields.get("target_modules")
+    if not (
+        isinstance(targets, str) or (isinstance(targets, list) and all(isinstance(t, str) for t in targets))
+    ):
+        raise refuse("has no target_modules (a name or a list of names)")
+    for name in ("rank_pattern", "alpha_pattern"):
+        pattern = fields.get(name) or {}
+        if not isinstance(pattern, dict) or not all(_number(v) and v > 0 for v in pattern.values()):
+            raise refuse(f"has a {name} that is not an object of positive numbers")
+    if not fields.get("rank_pattern"):  # one rank for every layer: the tensors must agree
+        for module, got in ranks.items():
+            if got != rank:
+                raise UserError(
+                    f"{file}: {component}.{module}.lora_A.weight has rank {got}, its config says {rank}"
+                )
+    # alpha_pattern keys name layers (diffusers writes full names): matched literally, by suffix
+    alphas = {}
+    for key, value in (fields.get("alpha_pattern") or {}).items():
+        for module in ranks:
+            if module == key or module.endswith(f".{key}"):
+                alphas[module] = value
+    return {
+        "r": rank,
+        "lora_alpha": alpha,
+        "lora_dropout": float(dropout),
+        "use_rslora": fields.get("use_rslora", False),
+        "init_lora_weights": True,  # the file's weights replace the initial ones
+        "target_modules": sorted(ranks),
+        "rank_pattern": {rf"{re.escape(m)}": r for m, r in ranks.items() if r != rank},
+        "alpha_pattern": {rf"{re.escape(m)}": a for m, a in alphas.items()},
+    }
+
+
+def _checked_info(file: Path, info: dict) -> dict:
+    """Our own record (`dreamvideo_lora`): the types that listing and loading rely on."""
+    settings = info.get("settings", {})
+    problem = None
+    if not isinstance(settings, dict):
+        problem = "settings is not an object"
+    elif "rank" in settings and not (
+        isinstance(settings["rank"], int) and not isinstance(settings["rank"], bool)
+    ):
+        problem = "settings.rank is not an integer"
+    elif not isinstance(settings.get("modules", []), list) or not all(
+        isinstance(m, str) for m in settings.get("modules", [])
+    ):
+        problem = "settings.modules is not a list of names"
+    else:
+        for key in ("name", "base_model", "base_fingerprint"):
+            if key in info and not isinstance(info[key], str):
+                problem = f"{key} is not a string"
+    if problem:
+        raise UserError(f"{file}: its '{DREAMVIDEO_METADATA_KEY}' metadata is malformed: {problem}")
+    return info
 
 
 def _adapters_of(model: torch.nn.Module) -> list[str]:
@@ -294,20 +427,6 @@ def _adapters_of(model: torch.nn.Module) -> list[str]:
                 if name not in names:
                     names.append(name)
     return names
-
-
-def _check_ranks(adapter: AdapterFile) -> None:
-    """Every lora_A / lora_B tensor has the rank its config says (a file edited by hand, or from
-    another tool, fails here with one line instead of deep inside peft)."""
-    for key, tensor in adapter.state.items():
-        component = key.split(".", 1)[0]
-        rank = int(adapter.peft_configs[component]["r"])
-        pattern = adapter.peft_configs[component].get("rank_pattern") or {}
-        if pattern:
-            continue  # per-layer ranks: peft checks them while loading
-        got = tensor.shape[0] if ".lora_A." in key else tensor.shape[1]
-        if got != rank:
-            raise UserError(f"{adapter.path}: {key} has rank {got}, its config says {rank}")
 
 
 class DreamVideoLoraLoaderMixin:
@@ -338,11 +457,10 @@ class DreamVideoLoraLoaderMixin:
                 f"({adapter.info.get('base_model', 'unknown')}, fingerprint {expected}; this model's is "
                 f"{self._lora_base()})"
             )
-        _check_ranks(adapter)
         self._lora_base()  # fingerprint the base before any adapter changes it
         for component, fields in adapter.peft_configs.items():
             model = getattr(self, component)
-            config = peft.LoraConfig(**{k: v for k, v in fields.items() if k in _LORA_CONFIG_FIELDS})
+            config = peft.LoraConfig(**fields)  # checked by read_adapter: literal layer names
             prefix = f"{component}."
             state = {k[len(prefix) :]: v for k, v in adapter.state.items() if k.startswith(prefix)}
             try:
@@ -462,20 +580,6 @@ class DreamVideoLoraLoaderMixin:
         for component in COMPONENTS:
             recurse_remove_peft_layers(getattr(self, component))
         self._lora_active, self._lora_weights = [], {}
-
-
-_LORA_CONFIG_FIELDS = (
-    "r",
-    "lora_alpha",
-    "lora_dropout",
-    "target_modules",
-    "rank_pattern",
-    "alpha_pattern",
-    "use_rslora",
-    "use_dora",
-    "bias",
-    "init_lora_weights",
-)
 
 
 def _inject(config, model: torch.nn.Module, name: str) -> None:

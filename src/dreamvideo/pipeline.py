@@ -27,6 +27,7 @@ from .limits import MAX_SIDE, check_sampling_values, check_strength
 from .loading import (
     T2V_PIPELINE_CLASSES,
     check_components,
+    check_model_defaults,
     default_model_dir,
     load_folder,
     load_t2v,
@@ -764,5 +765,6 @@ def load_pipeline(path: str | Path | None = None, **kwargs):
         )
     if cls_name != DreamVideoPipeline.__name__:
         raise UserError(f"{path} holds a {cls_name}, not a DreamVideoPipeline")
+    check_model_defaults(path, index)
     check_components(path, index)
     return load_folder(DreamVideoPipeline, path, "the DreamVideo model", **kwargs)

@@ -9,6 +9,7 @@ import click
 
 from ..errors import UserError
 from ..evaluation import SPLITS, VARIANTS
+from ..io.files import parse_json, read_text
 from .app import (
     SCHEDULERS,
     cli,
@@ -485,10 +486,9 @@ def eval_report(runs: tuple[Path, ...], out: Path, names: str | None, debug: boo
     loaded = {}
     for label, run in zip(labels, runs, strict=True):
         file = run / "metrics.json" if run.is_dir() else run
-        try:
-            loaded[label] = json.loads(file.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise UserError(f"cannot read {file}: {e}") from e
+        loaded[label] = parse_json(read_text(file, "metrics file"), str(file))
+        if not isinstance(loaded[label], dict):
+            raise UserError(f"{file} is not a JSON object of metrics")
     _check_out_dir(out)
     path = compare_reports(loaded, out)
     click.echo(f"wrote {path}")

@@ -231,7 +231,7 @@ def _check_memory_budget(
     budget = parse_size(max_memory) if max_memory is not None else physical_memory_bytes()
     try:
         facts = ModelFacts.read(model or default_model_dir())
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, IndexError, UserError):
         return  # not a readable model folder: loading says what is wrong with it
     estimate = estimate_peak_bytes(
         facts,

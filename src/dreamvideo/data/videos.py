@@ -9,7 +9,7 @@ or is too short, is skipped with a logged warning and never stops a run.
 from __future__ import annotations
 
 import csv
-import json
+import io
 import logging
 import re
 from dataclasses import dataclass
@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from ..errors import UserError
+from ..io.files import read_json_lines, read_text
 from .clip import Clip
 
 logger = logging.getLogger(__name__)
@@ -40,27 +41,23 @@ def ucf_class_caption(name: str) -> str:
 
 def read_captions(captions: Path, root: Path | None = None) -> list[VideoEntry]:
     """Entries from a CSV (columns path/video/videoid/file + caption/name/text) or a JSONL file."""
-    if not captions.is_file():
-        raise UserError(f"captions file not found: {captions}")
     base = root or captions.parent
     path_keys, caption_keys = ("path", "video", "file", "videoid"), ("caption", "name", "text")
-    rows: list[dict] = []
     if captions.suffix.lower() == ".jsonl":
-        for n, line in enumerate(captions.read_text().splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise UserError(f"{captions}:{n}: not JSON: {e}") from e
+        rows = read_json_lines(captions, "captions file")
     else:
-        with open(captions, newline="") as f:
-            rows = list(csv.DictReader(f))
+        try:
+            rows = list(csv.DictReader(io.StringIO(read_text(captions, "captions file"), newline="")))
+        except csv.Error as e:
+            raise UserError(f"captions file {captions} is not valid CSV: {e}") from None
     entries = []
-    for row in rows:
+    for number, row in enumerate(rows, 1):
         p = next((row[k] for k in path_keys if row.get(k)), None)
         c = next((row[k] for k in caption_keys if row.get(k) is not None), None)
         if p is None or c is None:
-            raise UserError(f"{captions}: every row needs a path and a caption column, got {sorted(row)}")
+            raise UserError(f"{captions}: every row needs a path and a caption column, got {sorted(row)[:8]}")
+        if not isinstance(p, str | int) or not isinstance(c, str) or "\x00" in str(p):
+            raise UserError(f"{captions} row {number}: the path and caption must be text (no NUL)")
         path = Path(str(p))
         if not path.suffix:
             path = path.with_suffix(".mp4")  # WebVid's videoid column
@@ -87,6 +84,9 @@ def decode_clip(
     path: Path, num_frames: int, size: int, stride: int = 1, fps: float | None = None, start: int = 0
 ) -> np.ndarray | None:
     """(num_frames, size, size, 3) uint8 frames, or None if the file is unreadable or too short."""
+    if not path.is_file():  # a FIFO named .mp4 would block the data loader until signalled
+        logger.warning("skipping %s: not a regular file", path)
+        return None
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]

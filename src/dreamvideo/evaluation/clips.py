@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import UserError
+from ..io.files import check_regular_file, read_json_lines
 from ..io.video import read_video
 from .motion import ACTION_TO_MOTION, Motion, estimate_motion
 from .synthetic import _SuiteSampler
@@ -39,19 +40,25 @@ def direction_agrees(true_dx: float, true_dy: float, measured: Motion) -> bool:
     return cosine >= math.cos(math.radians(MAX_ANGLE_DEGREES))
 
 
+def _finite(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def read_motion_dataset(folder: Path, num: int | None) -> list[dict]:
     """`motion.jsonl` rows (the first `num`), each with its clip's frames."""
     index = Path(folder) / "motion.jsonl"
-    if not index.is_file():
+    if not index.exists():
         raise UserError(f"{folder} has no motion.jsonl: write one with `dreamvideo data synth`")
-    rows = [json.loads(line) for line in index.read_text().splitlines() if line.strip()]
+    rows = read_json_lines(index, "motion list")
     rows = rows[:num] if num else rows
     if not rows:
         raise UserError(f"{index} lists no clips")
-    for row in rows:
-        clip = Path(folder) / row["path"]
-        if not clip.is_file():
-            raise UserError(f"clip listed in {index} not found: {clip}")
+    for number, row in enumerate(rows, 1):
+        texts = all(isinstance(row.get(k), str) for k in ("path", "caption", "action"))
+        numbers = all(_finite(row.get(k)) for k in ("dx", "dy"))
+        if not (texts and numbers):
+            raise UserError(f"{index} line {number}: needs path, caption, action (text) and dx, dy (numbers)")
+        clip = check_regular_file(Path(folder) / row["path"], f"clip listed in {index}")
         row["frames"] = read_video(clip)
     return rows
 

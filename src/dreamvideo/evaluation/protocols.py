@@ -22,6 +22,7 @@ of the clips still to do; the main process computes the metrics after all have f
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 from dataclasses import asdict, dataclass, replace
@@ -34,6 +35,7 @@ from tqdm.auto import tqdm
 
 from ..data.videos import VIDEO_EXTENSIONS, decode_clip, scan_ucf101
 from ..errors import UserError
+from ..io.files import parse_json, read_text
 from ..io.images import unit_to_uint8
 from ..io.video import write_video
 
@@ -87,21 +89,25 @@ def _msrvtt_captions(annotations: Path) -> dict[str, list[str]]:
     """{video_id: captions} of the test split, from the official JSON or the 1k-A CSV."""
     captions: dict[str, list[str]] = {}
     if annotations.suffix.lower() == ".csv":
-        with open(annotations, newline="") as f:
-            for row in csv.DictReader(f):
-                vid, text = row.get("video_id"), row.get("sentence") or row.get("caption")
-                if not vid or text is None:
-                    raise UserError(f"{annotations}: needs video_id and sentence columns")
-                captions.setdefault(vid, []).append(text)
+        content = read_text(annotations, "MSR-VTT annotations")
+        for row in csv.DictReader(io.StringIO(content, newline="")):
+            vid, text = row.get("video_id"), row.get("sentence") or row.get("caption")
+            if not vid or text is None:
+                raise UserError(f"{annotations}: needs video_id and sentence columns")
+            captions.setdefault(vid, []).append(text)
         return captions
-    try:
-        data = json.loads(annotations.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise UserError(f"cannot read MSR-VTT annotations {annotations}: {e}") from e
-    if not isinstance(data, dict) or "sentences" not in data:
+    data = parse_json(read_text(annotations, "MSR-VTT annotations"), str(annotations))
+    if not isinstance(data, dict) or not isinstance(data.get("sentences"), list):
         raise UserError(f"{annotations}: expected the MSR-VTT JSON with 'videos' and 'sentences'")
-    test = {v["video_id"] for v in data.get("videos", []) if v.get("split", "test") == "test"}
-    for s in data["sentences"]:
+    videos, sentences = data.get("videos", []), data["sentences"]
+    fields = [(v, ("video_id",)) for v in videos if isinstance(videos, list)]
+    fields += [(s, ("video_id", "caption")) for s in sentences]
+    if not isinstance(videos, list) or not all(
+        isinstance(row, dict) and all(isinstance(row.get(k), str) for k in keys) for row, keys in fields
+    ):
+        raise UserError(f"{annotations}: each video needs a video_id, each sentence a video_id and a caption")
+    test = {v["video_id"] for v in videos if v.get("split", "test") == "test"}
+    for s in sentences:
         if not test or s["video_id"] in test:
             captions.setdefault(s["video_id"], []).append(s["caption"])
     return captions

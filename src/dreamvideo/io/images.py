@@ -24,10 +24,14 @@ ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 
 
 def _open_checked(path: Path) -> Image.Image:
+    if "\x00" in str(path):
+        raise UserError(f"image path holds a NUL character: {str(path)[:120]!r}")
     if not path.exists():
         raise UserError(f"image not found: {path}")
     if path.is_dir():
         raise UserError(f"image path is a directory, not a file: {path}")
+    if not path.is_file():  # a FIFO under an image's name would block the reader
+        raise UserError(f"image is not a regular file (a pipe, socket or device): {path}")
     if path.stat().st_size == 0:
         raise UserError(f"image file is empty (0 bytes): {path}")
     # Only formats we decode ourselves: never hand a file (whatever its name) to an external

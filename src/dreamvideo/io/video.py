@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UserError
+from .files import check_regular_file
 
 VIDEO_SUFFIXES = {".mp4": "mp4", ".gif": "gif"}
 
@@ -98,22 +99,26 @@ def write_video(frames: np.ndarray, path: str | Path, fps: int = 8) -> Path:
         raise UserError(f"fps must be positive, got {fps}")
     kind = check_output_path(path)
     path = Path(path)
-    parent = path.resolve().parent
+    # Through a symlink, the file it points to is replaced (as a shell's `>` writes through it):
+    # the temporary file is made beside that target, in the folder checked writable, so the final
+    # rename never crosses filesystems nor needs the link's own folder.
+    target = path.resolve()
+    parent = target.parent
     if kind == "frames":
-        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
+        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
         try:
             for i, frame in enumerate(frames):
                 Image.fromarray(frame).save(tmp_dir / f"frame_{i:04d}.png")
             tmp_dir.chmod(_umask_mode(0o777))
-            if path.is_dir():
-                path.rmdir()  # empty, checked above
-            tmp_dir.rename(path)
+            if target.is_dir():
+                target.rmdir()  # empty, checked above
+            tmp_dir.rename(target)
         except BaseException:
             shutil.rmtree(tmp_dir, ignore_errors=True)
             raise
         return path
 
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=parent)
     os.close(fd)
     try:
         if kind == "mp4":
@@ -129,7 +134,7 @@ def write_video(frames: np.ndarray, path: str | Path, fps: int = 8) -> Path:
                 loop=0,
             )
         os.chmod(tmp_name, _umask_mode(0o666))
-        os.replace(tmp_name, path)
+        os.replace(tmp_name, target)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
@@ -169,6 +174,7 @@ def read_video(path: str | Path) -> np.ndarray:
     if path.is_dir():
         files = sorted(path.glob("*.png"))
         return np.stack([np.asarray(Image.open(f, formats=["PNG"]).convert("RGB")) for f in files])
+    check_regular_file(path, "video")
     if path.suffix.lower() == ".gif":
         with Image.open(path, formats=["GIF"]) as gif:
             frames = []

@@ -8,7 +8,10 @@ file's keys replace theirs, so a stage that continues another states only what d
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +84,10 @@ class VAEOptions:
     # Random crops of photographs (data.synthetic.DECODER_PHOTOS, never the held-out ones)
     # added to each step's frames: natural detail that procedural clips lack.
     photo_crops_per_batch: int = 0
+    # Mean squared distance between the encoder's latents and the [init] encoder's (frozen), in
+    # the init's unit-variance scale: a new latent space that stays close to the old one, so the
+    # diffusion models trained on the old latents start near their optimum. Needs an [init].
+    anchor_weight: float = 0.0
 
 
 @dataclass
@@ -222,7 +229,47 @@ def _build(cls, values: dict, where: str):
     unknown = set(values) - names
     if unknown:
         raise UserError(f"unknown key(s) in {where}: {', '.join(sorted(unknown))}")
+    hints = typing.get_type_hints(cls)
+    for name, value in values.items():
+        if not _has_type(value, hints[name]):
+            shown = repr(value) if len(repr(value)) < 60 else f"{repr(value)[:60]}..."
+            raise UserError(f"{where}: {name} must be {_type_name(hints[name])}, got {shown}")
     return cls(**values)
+
+
+def _has_type(value: Any, hint: Any) -> bool:
+    """`value` (from TOML) fits the field's annotation: ints within 64 bits, floats finite."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_has_type(value, arg) for arg in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63
+    if hint is float:
+        return _has_type(value, int) or (isinstance(value, float) and math.isfinite(value))
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple):
+        return isinstance(value, list) and all(_has_type(v, args[0]) for v in value) if args else True
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    return True
+
+
+def _type_name(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in args)
+    if origin in (list, tuple):
+        return f"a list of {_type_name(args[0])}" if args else "a list"
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    names[type(None)] = "unset"
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -238,14 +285,15 @@ def _merge(base: dict, over: dict) -> dict:
 
 def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     """A config file's tables, on top of its `base = "other.toml"` (relative to the file) if any."""
-    if not path.is_file():
-        raise UserError(f"training config not found: {path}")
+    from ..io.files import read_text
+
+    text = read_text(path, "training config")
     if path.resolve() in seen:
         raise UserError(f"config {path} extends itself through 'base'")
     try:
-        raw = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot parse {path}: {e}") from e
+        raw = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError) as e:
+        raise UserError(f"cannot parse {path}: {str(e)[:200] or 'nested too deeply'}") from None
     base = raw.pop("base", None)
     if base is None:
         return raw
@@ -308,8 +356,8 @@ def _check_synthetic_data(data: DataConfig, path: Path) -> None:
 def read_recipe(path: str | Path) -> list[str]:
     """A recipe (configs/tiny/recipe.txt): stage names in training order, one a line; blank
     lines and `#` comments are skipped. Each name is configs/tiny/NAME.toml."""
+    from ..io.files import read_text
+
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"recipe file not found: {path}")
-    lines = (line.strip() for line in path.read_text().splitlines())
+    lines = (line.strip() for line in read_text(path, "recipe file").splitlines())
     return [line for line in lines if line and not line.startswith("#")]

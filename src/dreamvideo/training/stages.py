@@ -13,6 +13,7 @@ diffusers-format folder at the end. The generic loop lives in `trainer.py`.
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from pathlib import Path
@@ -128,6 +129,12 @@ class VAEStage(Stage):
             ).to(device)
             if "vae" in config.init:  # warm start: continue training an existing VAE
                 self.module.load_state_dict(_load_vae(config.init["vae"]).state_dict())
+        self.anchor_weight = float(self.options.anchor_weight)
+        self.anchor = None
+        if self.anchor_weight:  # a frozen copy of the init's encoder, the latents to stay near
+            self.anchor = copy.deepcopy(self.module).requires_grad_(False).eval()
+            del self.anchor.decoder, self.anchor.post_quant_conv
+            self.anchor_scale = float(self.module.config.scaling_factor)
         # Data parallelism (DDP) synchronises gradients only through `forward`: the loss's
         # encode -> decode pass is this instance's forward (the class, and so the exported
         # folder and the checkpoint keys, stay AutoencoderKL's).
@@ -145,6 +152,10 @@ class VAEStage(Stage):
         self.photo_crops = int(self.options.photo_crops_per_batch)
         if self.photo_crops < 0:
             raise UserError(f"{config.config_path}: photo_crops_per_batch must be 0 or more")
+        if self.anchor_weight < 0:
+            raise UserError(f"{config.config_path}: anchor_weight must be 0 or more")
+        if self.anchor_weight and (self.decoder_only or not config.init):
+            raise UserError(f"{config.config_path}: anchor_weight needs [init] and a trained encoder")
 
     def make_batch(self, indices: list[int]) -> dict[str, Any]:
         frames = []
@@ -188,7 +199,13 @@ class VAEStage(Stage):
         l1 = (recon - images).abs().mean()
         structural = 1 - ssim((recon.clamp(-1, 1) + 1) / 2, (images + 1) / 2)
         kl = posterior.kl().mean() / images[0].numel()
-        return l1 + self.ssim_weight * structural + self.kl_weight * kl
+        loss = l1 + self.ssim_weight * structural + self.kl_weight * kl
+        if self.anchor is not None:
+            with torch.no_grad():
+                old = self.anchor.encode(images).latent_dist.mean
+            drift = (posterior.mean - old) * self.anchor_scale
+            loss = loss + self.anchor_weight * drift.pow(2).mean()
+        return loss
 
     @torch.no_grad()
     def export(self, output_dir: Path) -> Path:
