@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -58,14 +60,42 @@ def run(capsys, *args):
     return code, out.out, out.err
 
 
-def train_in_two_processes(config, tmp_path, port: int) -> None:
-    """`train(config)` under torchrun, 2 CPU processes with gloo (as `accelerate launch` runs it);
-    asserts that both ranks finish with the same weights."""
-    import subprocess
-    import sys
+# The end of every two-process script: both ranks leave only once both are past their last
+# collective. Leaving as soon as one rank's barrier returns let it close its gloo sockets while
+# the other still read from them ("Connection closed by peer" in gloo's TCP transport); and
+# gloo's own teardown at interpreter exit may abort ("terminate called without an active
+# exception"), so the ranks leave with os._exit once the files say both are done.
+_LEAVE_TOGETHER = """
+import pathlib as _pathlib, time as _time
+_done = _pathlib.Path({folder!r})
+(_done / f"done-{{dist.get_rank()}}").touch()
+_deadline = _time.monotonic() + 120
+while len(list(_done.glob("done-*"))) < dist.get_world_size() and _time.monotonic() < _deadline:
+    _time.sleep(0.05)
+os._exit(0)
+"""
 
-    script = tmp_path / "ddp_check.py"
-    script.write_text(f"""
+
+def run_in_two_processes(body: str, tmp_path) -> subprocess.CompletedProcess:
+    """`body` (Python that imports os and torch.distributed as dist) under torchrun: 2 CPU
+    processes with gloo, as `accelerate launch` runs them. The rendezvous takes a free port
+    (`--standalone`: no fixed port for two test runs to fight over), gloo stays on the loopback
+    interface, and the ranks leave together (above)."""
+    folder = tmp_path / "ranks-done"
+    folder.mkdir()
+    script = tmp_path / "two_processes.py"
+    script.write_text(body + _LEAVE_TOGETHER.format(folder=str(folder)))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+    result = subprocess.run([*command, str(script)], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def train_in_two_processes(config, tmp_path) -> None:
+    """`train(config)` in two processes; asserts that both ranks finish with the same weights."""
+    result = run_in_two_processes(
+        f"""
 import os
 import torch.distributed as dist
 from dreamvideo.training.config import load_config
@@ -75,13 +105,7 @@ digests = [None] * dist.get_world_size()
 dist.all_gather_object(digests, summary["param_digest"])
 assert dist.get_world_size() == 2 and len(set(digests)) == 1, digests
 print("RANKS-EQUAL", dist.get_rank(), summary["step"], flush=True)
-dist.barrier()
-# gloo's teardown at interpreter exit sometimes aborts ("terminate called without an active
-# exception"); the check is done, so leave without it.
-os._exit(0)
-""")
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([*command, str(script)], capture_output=True, text=True, env=env, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+""",
+        tmp_path,
+    )
     assert result.stdout.count("RANKS-EQUAL") == 2

@@ -330,7 +330,7 @@ def test_lora_training_in_two_processes_keeps_ranks_equal(tmp_path, model_dir):
     same adapter, and rank 0 writes the one file."""
     config = tmp_path / "ddp.toml"
     config.write_text(LORA_CONFIG.format(out=tmp_path / "ddp", model=model_dir, steps=3))
-    train_in_two_processes(config, tmp_path, port=29519)
+    train_in_two_processes(config, tmp_path)
     assert lora.read_adapter(tmp_path / "ddp" / "lora").rank == 4
 
 

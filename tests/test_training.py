@@ -17,7 +17,7 @@ from dreamvideo.training.checkpoint import latest_checkpoint, load_checkpoint
 from dreamvideo.training.config import load_config
 from dreamvideo.training.trainer import export_checkpoint, train
 
-from .conftest import train_in_two_processes
+from .conftest import run_in_two_processes, train_in_two_processes
 
 MICRO = {
     "vae": """
@@ -391,7 +391,7 @@ def test_config_errors(tmp_path):
 @pytest.mark.slow  # about 1 run in 6 dies in gloo on a 2-core machine; kept out of the default run
 def test_two_process_ddp_keeps_ranks_equal(tmp_path):
     """torchrun, 2 CPU processes with gloo: after some steps every rank holds the same weights."""
-    train_in_two_processes(write_config(tmp_path, "vae", 4, out=tmp_path / "ddp"), tmp_path, port=29517)
+    train_in_two_processes(write_config(tmp_path, "vae", 4, out=tmp_path / "ddp"), tmp_path)
 
 
 @pytest.mark.slow  # gloo on 2 cores, as above
@@ -399,8 +399,8 @@ def test_a_stop_signal_on_one_rank_stops_every_rank_at_the_same_step(tmp_path):
     """Ctrl+C reaches the ranks at different moments: they agree every step, so none is left
     waiting in a collective, and the checkpoint holds the same step for all."""
     config = write_config(tmp_path, "vae", 50, out=tmp_path / "ddp")
-    script = tmp_path / "ddp_stop.py"
-    script.write_text(f"""
+    result = run_in_two_processes(
+        f"""
 import os, signal
 import torch.distributed as dist
 from dreamvideo.training import trainer
@@ -413,13 +413,9 @@ def signalling(seed, rank, step, micro, device="cpu"):
 trainer.step_generator = signalling
 summary = trainer.train(load_config({str(config)!r}))
 print("STOPPED", dist.get_rank(), summary["step"], summary["interrupted"], flush=True)
-dist.barrier()
-os._exit(0)
-""")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29518"]
-    result = subprocess.run([*command, str(script)], capture_output=True, text=True, env=env, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+""",
+        tmp_path,
+    )
     lines = sorted(line for line in result.stdout.splitlines() if line.startswith("STOPPED"))
     assert lines == ["STOPPED 0 3 True", "STOPPED 1 3 True"], result.stdout
     assert latest_checkpoint(tmp_path / "ddp" / "checkpoints").name == "step-0000003"

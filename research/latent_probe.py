@@ -1,0 +1,200 @@
+"""Which latent space of the shipped size (8×8×16 for 64×64) keeps colour and motion? (Issue 39's
+candidates; the table is read in docs/research-log.md.)
+
+Candidates are VAEs trained from the ninth release's by research/configs/latent/NAME.toml
+(`longer.toml`, and one change each). Beside them: `shipped`, the ninth release's own VAE, and
+`pca`, the floor a trained code must beat: a linear code of the same size, PCA with 16 numbers
+per 8×8×3 patch fitted on the frames of 400 training clips.
+
+    python research/latent_probe.py measure shipped --vae runs/tiny/i2v_speed/pipeline/vae
+    python research/latent_probe.py measure pca
+    python research/latent_probe.py measure NAME --vae runs/probes/latent/NAME/vae
+    python research/latent_probe.py measure NAME@1000 \
+        --checkpoint runs/probes/latent/NAME/checkpoints/step-0001000
+    python research/latent_probe.py table shipped pca longer anchored
+
+Each measure is of the round trip (encode to the posterior mean, decode):
+- SSIM and PSNR on held-out frames and unseen-photo crops (`evaluation.reconstruction`'s sets);
+- the motion class the suite's estimator reads from the round trip of the 104 held-out clips'
+  ground truth, overall and per action (the ground truth itself scores 1.00);
+- colour: R² of a linear read-out of each patch's mean R, G, B from its latent (random blocks
+  of independent colours, `latent_colour.py`), and flat green, yellow and teal cards' error in
+  grey levels (the worst channel);
+- drift: the RMS distance of a VAE's latents from the shipped encoder's, in the shipped
+  unit-variance scale (what a continued UNet sees change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from decoder_probe import CARDS, _classes
+from diffusers import AutoencoderKL
+from latent_colour import channel_r2, random_blocks
+from safetensors.torch import load_file
+
+from dreamvideo.data.sources import make_source
+from dreamvideo.evaluation.reconstruction import reconstruction_sets
+from dreamvideo.evaluation.synthetic import heldout_clips
+from dreamvideo.io.images import frames_to_signed, frames_to_unit, tensor_to_images
+from dreamvideo.metrics import ssim
+from dreamvideo.training.config import DataConfig
+
+SHIPPED = Path("runs/tiny/i2v_speed/pipeline/vae")
+KEPT = Path("docs/model-card/latent-probes")
+SIZE, FRAMES, NUM_CLIPS, PCA_CLIPS, PATCH, CODE = 64, 8, 104, 400, 8, 16
+
+
+class PatchPCA(torch.nn.Module):
+    """A linear code with a VAE's interface: each 8×8×3 patch -> its first 16 principal
+    components (one latent cell of 16 channels)."""
+
+    def __init__(self, frames: np.ndarray):
+        super().__init__()
+        patches = self._patches(frames_to_signed(frames))
+        self.mean = patches.mean(0)
+        _, _, vh = torch.linalg.svd(patches - self.mean, full_matrices=False)
+        self.basis = vh[:CODE]  # (16, 192)
+
+    @staticmethod
+    def _patches(pixels: torch.Tensor) -> torch.Tensor:
+        cells = torch.nn.functional.unfold(pixels, PATCH, stride=PATCH)  # (N, 192, L)
+        return cells.transpose(1, 2).reshape(-1, cells.shape[1])
+
+    def encode(self, pixels: torch.Tensor):
+        n, _, h, w = pixels.shape
+        code = (self._patches(pixels) - self.mean) @ self.basis.T  # (N*L, 16)
+        latents = code.reshape(n, (h // PATCH) * (w // PATCH), CODE).transpose(1, 2)
+        return SimpleNamespace(
+            latent_dist=SimpleNamespace(mean=latents.reshape(n, CODE, h // PATCH, w // PATCH))
+        )
+
+    def decode(self, latents: torch.Tensor):
+        n, _, h, w = latents.shape
+        patches = latents.reshape(n, CODE, h * w).transpose(1, 2) @ self.basis + self.mean  # (N, L, 192)
+        pixels = torch.nn.functional.fold(
+            patches.transpose(1, 2), (h * PATCH, w * PATCH), PATCH, stride=PATCH
+        )
+        return SimpleNamespace(sample=pixels)
+
+
+def pca_code() -> PatchPCA:
+    source = make_source(
+        DataConfig(kind="synthetic", size=SIZE, num_frames=FRAMES, seed=0, motion_ranges="large")
+    )
+    return PatchPCA(np.concatenate([source.clip(i).frames for i in range(PCA_CLIPS)]))
+
+
+def load_vae(vae: str | None, checkpoint: str | None) -> AutoencoderKL:
+    model = AutoencoderKL.from_pretrained(vae or SHIPPED, local_files_only=True, torch_dtype=torch.float32)
+    if checkpoint:  # a probe's run before its export: the EMA weights it would export
+        model.load_state_dict(load_file(Path(checkpoint) / "ema.safetensors"))
+    return model.eval()
+
+
+@torch.no_grad()
+def round_trip(codec, frames: np.ndarray, chunk: int = 64) -> np.ndarray:
+    """uint8 (N, H, W, 3) -> the code's round trip, uint8."""
+    pixels = frames_to_signed(frames)
+    return np.concatenate(
+        [tensor_to_images(codec.decode(codec.encode(c).latent_dist.mean).sample) for c in pixels.split(chunk)]
+    )
+
+
+def _fidelity(codec, frames: np.ndarray) -> dict[str, float]:
+    out = round_trip(codec, frames)
+    error = ((out.astype(np.float64) - frames) ** 2).reshape(len(frames), -1).mean(1)
+    return {
+        "ssim": float(ssim(frames_to_unit(out), frames_to_unit(frames), reduction="none").mean()),
+        "psnr": float(np.mean(10 * np.log10(255.0**2 / np.maximum(error, 1e-10)))),
+    }
+
+
+@torch.no_grad()
+def _drift(codec, frames: np.ndarray) -> float | None:
+    if not isinstance(codec, AutoencoderKL):
+        return None
+    shipped = load_vae(None, None)
+    pixels = frames_to_signed(frames)
+    new, old = codec.encode(pixels).latent_dist.mean, shipped.encode(pixels).latent_dist.mean
+    return float(((new - old) * shipped.config.scaling_factor).pow(2).mean().sqrt())
+
+
+def measure(name: str, codec) -> dict:
+    torch.set_num_threads(1)
+    sets = reconstruction_sets(SIZE, num_frames=256, num_photos=96)
+    clips = heldout_clips(NUM_CLIPS, SIZE, FRAMES)
+    truth = np.stack([f for f, _ in clips])
+    actions = [s.action for _, s in clips]
+    videos = round_trip(codec, truth.reshape(-1, SIZE, SIZE, 3)).reshape(truth.shape)
+    kept, per_action = _classes(videos, actions)
+    cards = np.stack([np.full((SIZE, SIZE, 3), c, np.uint8) for c in CARDS.values()])
+    card_error = np.abs(round_trip(codec, cards).astype(np.float64) - cards).mean((1, 2))  # (cards, 3)
+    r2 = channel_r2(codec, random_blocks(400, SIZE))
+    record = {
+        "name": name,
+        "held-out frames": _fidelity(codec, sets["synthetic"]),
+        "unseen photos": _fidelity(codec, sets["photos"]),
+        "held-out clips, all frames": _fidelity(codec, truth.reshape(-1, SIZE, SIZE, 3)),
+        "motion class kept": kept,
+        "motion class kept per action": per_action,
+        "colour read-out R2 (r, g, b)": [float(v) for v in r2],
+        "card error, worst channel": {c: float(e.max()) for c, e in zip(CARDS, card_error, strict=True)},
+        "drift from the shipped latents (RMS)": _drift(codec, sets["synthetic"]),
+    }
+    KEPT.mkdir(parents=True, exist_ok=True)
+    (KEPT / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def table(names: list[str]) -> str:
+    records = [json.loads((KEPT / f"{n}.json").read_text()) for n in names]
+    per = sorted({a for r in records for a in r["motion class kept per action"]})
+    rows = [
+        ("SSIM / PSNR, held-out frames", lambda r: "{ssim:.3f} / {psnr:.1f}".format(**r["held-out frames"])),
+        ("SSIM / PSNR, unseen photos", lambda r: "{ssim:.3f} / {psnr:.1f}".format(**r["unseen photos"])),
+        ("SSIM, held-out clips", lambda r: f"{r['held-out clips, all frames']['ssim']:.3f}"),
+        ("motion class kept", lambda r: f"{r['motion class kept']:.3f}"),
+        *[
+            (f"  {a}", lambda r, a=a: f"{r['motion class kept per action'].get(a, float('nan')):.2f}")
+            for a in per
+        ],
+        ("colour R² (r / g / b)", lambda r: " / ".join(
+            f"{v:.2f}" for v in r["colour read-out R2 (r, g, b)"])),
+        *[
+            (f"{c} card error", lambda r, c=c: f"{r['card error, worst channel'][c]:.0f}")
+            for c in CARDS
+        ],
+        ("drift from shipped latents", lambda r: "–" if r["drift from the shipped latents (RMS)"] is None
+         else f"{r['drift from the shipped latents (RMS)']:.3f}"),
+    ]  # fmt: skip
+    lines = ["| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    lines += [f"| {label} | " + " | ".join(cell(r) for r in records) + " |" for label, cell in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    one = commands.add_parser("measure")
+    one.add_argument("name")
+    one.add_argument("--vae", default=None, help="a VAE folder (default: the ninth release's)")
+    one.add_argument("--checkpoint", default=None, help="a training checkpoint's folder (its EMA weights)")
+    many = commands.add_parser("table")
+    many.add_argument("names", nargs="+")
+    args = parser.parse_args()
+    if args.command == "measure":
+        codec = pca_code() if args.name == "pca" else load_vae(args.vae, args.checkpoint)
+        print(json.dumps(measure(args.name, codec), indent=2))
+    else:
+        print(table(args.names))
+
+
+if __name__ == "__main__":
+    main()
