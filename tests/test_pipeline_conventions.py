@@ -222,3 +222,15 @@ def test_default_steps_come_from_the_model(fresh_pipe, photo):
         callback_on_step_end=lambda p, i, t, x: seen.append(i) or x,
     )
     assert seen == [0, 1, 2]
+
+
+def test_precomputed_embeddings_are_enough_without_a_text_stack(pipe, photo):
+    """As in every diffusers pipeline: prompt_embeds and negative_prompt_embeds sample a video
+    with no tokenizer and no text encoder loaded (the null text is the negative embedding)."""
+    from dreamvideo import DreamVideoPipeline
+
+    embeds, negative = pipe.encode_prompt(PROMPTS[0], negative_prompt="blurry")
+    textless = DreamVideoPipeline(**{**pipe.components, "tokenizer": None, "text_encoder": None})
+    given = {"prompt_embeds": embeds, "negative_prompt_embeds": negative}
+    a = textless(photo, **given, generator=gen(0), **FAST).frames
+    np.testing.assert_array_equal(a, pipe(photo, **given, generator=gen(0), **FAST).frames)
