@@ -175,9 +175,7 @@ def _json_row(name: str, line_number: int, line: str) -> dict[str, str]:
     except json.JSONDecodeError as error:
         raise UserError(f"{where}: not JSON ({error.msg})") from None
     except (ValueError, RecursionError) as error:  # integers of thousands of digits, deep nesting
-        raise UserError(
-            f"{where}: not usable JSON ({str(error)[:80] or 'nested too deeply'})"
-        ) from None
+        raise UserError(f"{where}: not usable JSON ({str(error)[:80] or 'nested too deeply'})") from None
     if not isinstance(record, dict):
         raise UserError(f"{where}: a row must be a JSON object")
     for key, value in record.items():
