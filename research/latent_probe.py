@@ -93,7 +93,11 @@ def pca_code() -> PatchPCA:
 def load_vae(vae: str | None, checkpoint: str | None) -> AutoencoderKL:
     model = AutoencoderKL.from_pretrained(vae or SHIPPED, local_files_only=True, torch_dtype=torch.float32)
     if checkpoint:  # a probe's run before its export: the EMA weights it would export
-        model.load_state_dict(load_file(Path(checkpoint) / "ema.safetensors"))
+        model.load_state_dict(load_file(Path(checkpoint) / "model.safetensors"))
+        shadow = load_file(Path(checkpoint) / "ema.safetensors")  # one a trained parameter, in order
+        with torch.no_grad():
+            for i, parameter in enumerate(model.parameters()):  # the VAE stage trains every one
+                parameter.copy_(shadow[str(i)])
     return model.eval()
 
 

@@ -398,3 +398,28 @@ def test_sigterm_and_sighup_remove_a_partial_output_as_sigint_does(tmp_path, sig
     assert process.returncode == 128 + signum, err
     assert f"stopped by {signal.Signals(signum).name}" in err
     assert not list(tmp_path.iterdir())  # nothing left behind
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["generate", "IMAGE", "-p", "x", "-o", "OUT/o.mp4", "--steps", "0"],
+        ["eval", "synthetic", "--num", "2", "--out", "OUT/e", "--steps", "0"],
+        ["eval", "clips", "OUT", "--out", "OUT/c", "--steps", "0"],
+        ["eval", "speed-words", "--steps", "0"],
+        ["eval", "ucf101", "--root", "OUT", "--out", "OUT/u", "--frames", "0"],
+        ["convert", "--t2v", "OUT", "--out", "OUT/m", "--frames", "0"],
+    ],
+    ids=lambda a: " ".join(a[:2]),
+)
+def test_an_out_of_range_number_is_refused_before_torch_loads(args, tmp_path, photo):
+    """A mistake costs no torch import: the checks come from `limits` (torch-free), and the
+    libraries are quieted when something imports them, not by importing them."""
+    args = [a.replace("IMAGE", photo).replace("OUT", str(tmp_path)) for a in args]
+    code = (
+        "import sys; from dreamvideo.cli import main; code = main(sys.argv[1:]); "
+        "print(code, 'torch' in sys.modules, 'diffusers' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["2", "False", "False"], done.stdout + done.stderr
+    assert "must be" in done.stderr and len(done.stderr.strip().splitlines()) == 1

@@ -122,7 +122,7 @@ class VideoMaker:
         adapters: list[str] | tuple[str, ...] = (),
         lora_scale: float = 1.0,
     ) -> Settings:
-        from .pipeline import check_sampling_values
+        from .limits import check_sampling_values
 
         if mode not in MODES:
             raise UserError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")

@@ -9,6 +9,8 @@ tracebacks.
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
+import importlib.util
 import logging
 import os
 import signal
@@ -33,17 +35,48 @@ SCHEDULERS = {
 DTYPES = {"fp32": None, "fp16": "float16", "bf16": "bfloat16"}  # torch dtype names, resolved lazily
 
 
-def _quiet_libraries() -> None:
-    """Keep library chatter (load reports, loading bars) off the user's terminal."""
-    import diffusers
-    import transformers
+def _quiet(module_name: str) -> None:
+    """Keep a library's chatter (load reports, loading bars) off the user's terminal."""
+    library = sys.modules[module_name]
+    library.utils.logging.set_verbosity_error()
+    library.utils.logging.disable_progress_bar()
 
-    diffusers.utils.logging.set_verbosity_error()
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+
+class _QuietOnImport(importlib.abc.MetaPathFinder):
+    """Quiets diffusers and transformers the moment something first imports them, without
+    importing them itself: a refused flag costs no library import (and no torch)."""
+
+    def __init__(self, names: set[str]):
+        self.pending = set(names)
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname not in self.pending:
+            return None
+        self.pending.discard(fullname)  # the lookup below then passes this finder by
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            _quiet(fullname)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def _quiet_libraries() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     logging.getLogger("dreamvideo").setLevel(logging.INFO)
+    pending = set()
+    for name in ("diffusers", "transformers"):
+        if name in sys.modules:
+            _quiet(name)
+        else:
+            pending.add(name)
+    if pending and not any(isinstance(f, _QuietOnImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietOnImport(pending))
 
 
 def set_scheduler(pipe, name: str) -> None:

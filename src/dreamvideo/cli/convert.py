@@ -48,12 +48,13 @@ def convert(
     debug: bool,
 ) -> None:
     """Build a DreamVideo folder from a text-to-video folder (ModelScope T2V layout)."""
-    from ..convert import convert_t2v
-    from ..pipeline import check_sampling_values
+    from ..limits import check_sampling_values
 
     check_sampling_values(frames, None, image_scale, text_scale)
     if fps < 1:
         raise UserError(f"fps must be a positive integer, got {fps}")
+    from ..convert import convert_t2v
+
     start = time.perf_counter()
     report = convert_t2v(
         t2v,

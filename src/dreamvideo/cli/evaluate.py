@@ -64,8 +64,7 @@ def eval_clips(
     debug: bool,
 ) -> None:
     """Does the model move each clip of DATASET (from `data synth`) the way the clip moves?"""
-    from ..evaluation.clips import evaluate_clips
-    from ..pipeline import check_sampling_values, load_pipeline
+    from ..limits import check_sampling_values
 
     if (num is not None and num < 1) or batch_size < 1:
         raise UserError("--num and --batch-size must be positive")
@@ -74,6 +73,9 @@ def eval_clips(
     weights = _check_lora_flags(loras, lora_scales)
     if not (dataset / "motion.jsonl").is_file():
         raise UserError(f"{dataset} has no motion.jsonl: write one with `dreamvideo data synth`")
+    from ..evaluation.clips import evaluate_clips
+    from ..pipeline import load_pipeline
+
     pipe = load_pipeline(model)
     if loras:
         _load_adapters(pipe, loras, weights)
@@ -228,10 +230,7 @@ def eval_synthetic(
 
     --model may also be a text-to-video folder (a t2v stage's export) with --variant no-branch:
     the base's own text -> motion (8 frames unless --frames)."""
-    from ..evaluation.report import write_report
-    from ..evaluation.synthetic import evaluate_synthetic, sweep_guidance
-    from ..limits import check_strength
-    from ..pipeline import check_sampling_values
+    from ..limits import check_sampling_values, check_strength
 
     if num < 1 or batch_size < 1 or photos < 1 or sweep_num < 1:
         raise UserError("--num, --batch-size, --photos and --sweep-num must be positive")
@@ -241,6 +240,9 @@ def eval_synthetic(
     if bool(sweep_i) != bool(sweep_t):
         raise UserError("a sweep needs both --sweep-image and --sweep-text")
     _check_out_dir(out)
+    from ..evaluation.report import write_report
+    from ..evaluation.synthetic import evaluate_synthetic, sweep_guidance
+
     pipe = _pipeline_for_synthetic_eval(model, variant, frames)
     if scheduler is not None:
         set_scheduler(pipe, scheduler)
@@ -287,14 +289,16 @@ def eval_synthetic(
 @debug_option
 def eval_speed_words(model: Path | None, num: int, steps: int | None, out: Path | None, debug: bool) -> None:
     """Speed per word: each clip's prompt with "slowly", no word and "quickly", from the same noise."""
-    from ..evaluation.speed_words import evaluate_speed_words
-    from ..pipeline import check_sampling_values, load_pipeline
+    from ..limits import check_sampling_values
 
     if num < 1:
         raise UserError("--num must be positive")
     check_sampling_values(num_inference_steps=steps)
     if out is not None and out.is_dir():
         raise UserError(f"--out is a folder; give a file name: {out}")
+    from ..evaluation.speed_words import evaluate_speed_words
+    from ..pipeline import load_pipeline
+
     result = evaluate_speed_words(load_pipeline(model), num, out, steps)
     click.echo(f"{'word':10s} {'model px/frame':>15s} {'data px/frame':>14s}")
     for word, speed in result["speed_per_word"].items():
@@ -405,6 +409,16 @@ def protocol_options(f):
     return network_options(f)
 
 
+def _check_protocol_options(options: dict) -> None:
+    """The protocol's numbers and output folder, before the dataset is scanned or torch loads."""
+    from ..limits import check_sampling_values
+
+    if options["size"] < 8 or options["fps"] <= 0 or options["batch_size"] < 1:
+        raise UserError("--size must be at least 8, --fps above 0, --batch-size at least 1")
+    check_sampling_values(options["frames"], options["steps"], options["image_scale"], options["text_scale"])
+    _check_out_dir(options["out"])
+
+
 def _run_protocol(items, model, out, frames, size, fps, seed, steps, image_scale, text_scale, batch_size,
                   i3d, c3d, clip, no_fid, fid_frames, device, debug) -> None:  # fmt: skip
     """Generate the planned clips (sharded over accelerate's processes), then the video metrics."""
@@ -412,12 +426,8 @@ def _run_protocol(items, model, out, frames, size, fps, seed, steps, image_scale
 
     from ..evaluation.protocols import ProtocolSettings, generate_protocol
     from ..evaluation.videos import evaluate_videos
-    from ..pipeline import check_sampling_values, load_pipeline
+    from ..pipeline import load_pipeline
 
-    if size < 8 or fps <= 0 or batch_size < 1:
-        raise UserError("--size must be at least 8, --fps above 0, --batch-size at least 1")
-    check_sampling_values(frames, steps, image_scale, text_scale)
-    _check_out_dir(out)
     settings = ProtocolSettings(frames, size, fps, seed, steps, image_scale, text_scale, batch_size)
     counts = generate_protocol(load_pipeline(model), items, out, settings)
     if not PartialState().is_main_process:
@@ -442,10 +452,11 @@ def _run_protocol(items, model, out, frames, size, fps, seed, steps, image_scale
 @debug_option
 def eval_ucf101(root: Path, per_class: int, template: str, **options) -> None:
     """The UCF101 protocol: first real frame + class prompt -> video; FVD, IS, FFF-SSIM/CLIP."""
-    from ..evaluation.protocols import ucf101_plan
-
     if per_class < 1:
         raise UserError("--per-class must be positive")
+    _check_protocol_options(options)
+    from ..evaluation.protocols import ucf101_plan
+
     _run_protocol(ucf101_plan(root, per_class, options["seed"], template), **options)
 
 
@@ -464,10 +475,11 @@ def eval_ucf101(root: Path, per_class: int, template: str, **options) -> None:
 @debug_option
 def eval_msrvtt(root: Path, annotations: Path | None, num: int | None, **options) -> None:
     """The MSR-VTT protocol: first real frame + caption -> video; FVD, IS, FFF-SSIM/CLIP."""
-    from ..evaluation.protocols import msrvtt_plan
-
     if num is not None and num < 1:
         raise UserError("--num must be positive")
+    _check_protocol_options(options)
+    from ..evaluation.protocols import msrvtt_plan
+
     _run_protocol(msrvtt_plan(root, num, options["seed"], annotations), **options)
 
 
