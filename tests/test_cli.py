@@ -423,3 +423,42 @@ def test_an_out_of_range_number_is_refused_before_torch_loads(args, tmp_path, ph
     done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == ["2", "False", "False"], done.stdout + done.stderr
     assert "must be" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_model_s_own_defaults_show_on_every_surface(tmp_path, capsys, model_dir, photo):
+    """model_index.json is the one home of a model's defaults: info, generate, the web page and
+    eval all read them from the loaded pipeline (pipeline.fill_defaults)."""
+    import json
+    import shutil
+
+    from dreamvideo.io.video import read_video
+    from dreamvideo.pipeline import load_pipeline
+    from dreamvideo.web import Settings
+
+    model = tmp_path / "model"
+    shutil.copytree(model_dir, model)
+    unusual = {
+        "default_image_guidance_scale": 2.25,
+        "default_text_guidance_scale": 3.75,
+        "default_num_frames": 3,
+        "default_fps": 5,
+        "default_num_inference_steps": 2,
+    }
+    index = json.loads((model / "model_index.json").read_text())
+    (model / "model_index.json").write_text(json.dumps(index | unusual))
+    code, out, err = run(capsys, "info", "--model", model)
+    assert code == 0, err
+    assert "frames: 3 at 5 fps" in out and "guidance defaults: image 2.25, text 3.75" in out
+    assert "sampling: 2 steps" in out
+    code, out, err = run(capsys, "generate", photo, "-p", "x", "--model", model, "-o", tmp_path / "v.gif")
+    assert code == 0, err
+    assert len(read_video(tmp_path / "v.gif")) == 3
+    page = Settings.model_defaults(load_pipeline(model))
+    assert (page.image_scale, page.text_scale, page.steps, page.frames, page.fps) == (2.25, 3.75, 2, 3, 5)
+    code, _, err = run(
+        capsys, "eval", "synthetic", "--model", model, "--num", 1, "--photos", 1, "--out", tmp_path / "e"
+    )
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert (metrics["image_guidance_scale"], metrics["text_guidance_scale"]) == (2.25, 3.75)
+    assert (metrics["num_frames"], metrics["steps"]) == (3, 2)

@@ -441,7 +441,7 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
             extra["generator"] = generator
         return extra
 
-    def _fill_defaults(
+    def fill_defaults(
         self,
         num_frames: int | None,
         height: int | None,
@@ -451,7 +451,8 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
         text_guidance_scale: float | None,
         guidance_scale: float | None,
     ) -> tuple[int, int, int, int, float, float]:
-        """The model's defaults (its config) for every size, step count and scale left None."""
+        """The model's defaults (its config: model_index.json, the one home of a model's defaults)
+        for every size, step count and scale left None; every interface resolves them here."""
         cfg = self.config
         if guidance_scale is not None:
             if text_guidance_scale is not None and text_guidance_scale != guidance_scale:
@@ -555,7 +556,7 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
         """
         legacy = _legacy_callback(kwargs)  # the deprecated callback / callback_steps pair
         # 0. Defaults: the model's own.
-        num_frames, height, width, num_inference_steps, s_img, s_txt = self._fill_defaults(
+        num_frames, height, width, num_inference_steps, s_img, s_txt = self.fill_defaults(
             num_frames, height, width, num_inference_steps,
             image_guidance_scale, text_guidance_scale, guidance_scale,
         )  # fmt: skip

@@ -55,16 +55,33 @@ class Settings:
     """What a visitor chose; `describe` is the caption shown in the gallery."""
 
     prompt: str
-    negative_prompt: str = ""
-    mode: str = "image+text"
-    image_scale: float = 1.5
-    text_scale: float = 5.0
-    steps: int = 25
-    frames: int = 8
-    fps: int = 8
+    negative_prompt: str
+    mode: str
+    image_scale: float
+    text_scale: float
+    steps: int
+    frames: int
+    fps: int
     seed: int = 0
     adapters: tuple[str, ...] = ()  # LoRA adapters of the app's --lora-dir, all at lora_scale
     lora_scale: float = 1.0
+
+    @classmethod
+    def model_defaults(cls, pipe) -> "Settings":
+        """What the page shows first: the loaded model's defaults (its model_index.json)."""
+        frames, _, _, steps, image_scale, text_scale = pipe.fill_defaults(
+            None, None, None, None, None, None, None
+        )
+        return cls(
+            "",
+            "",
+            "image+text",
+            float(image_scale),
+            float(text_scale),
+            steps,
+            frames,
+            int(pipe.config.default_fps),
+        )
 
     def describe(self) -> str:
         text = f"“{self.prompt}”" if self.prompt else "(no prompt)"
@@ -229,15 +246,7 @@ def build_app(pipe, output_dir: str | Path | None = None, adapters: dict[str, Pa
     import gradio as gr
 
     maker = VideoMaker(pipe, output_dir, adapters)
-    cfg = pipe.config
-    defaults = Settings(
-        prompt="",
-        image_scale=float(cfg.default_image_guidance_scale),
-        text_scale=float(cfg.default_text_guidance_scale),
-        frames=int(cfg.default_num_frames),
-        fps=int(cfg.default_fps),
-        steps=pipe.default_num_inference_steps,
-    )
+    defaults = Settings.model_defaults(pipe)
     with gr.Blocks(title="DreamVideo", delete_cache=CACHE_CLEANUP) as demo:
         ui = _layout(defaults, maker.adapters)
         _wire(ui, maker)

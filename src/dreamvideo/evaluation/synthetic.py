@@ -215,9 +215,10 @@ def evaluate_synthetic(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pipe.set_progress_bar_config(disable=True)
-    num_frames = num_frames or pipe.config.default_num_frames
-    size = pipe.default_size[0]
-    steps = steps or pipe.default_num_inference_steps
+    num_frames, size, _, steps, image_scale, text_scale = pipe.fill_defaults(
+        num_frames, None, None, steps, image_scale, text_scale, None
+    )
+    strength = pipe.default_strength if strength is None else strength
     sampler = _SuiteSampler(pipe, num_frames, steps, image_scale, text_scale, batch_size, variant, strength)
     started = time.perf_counter()
     data = {"motion_ranges": motion_ranges, "train_phrasings": train_phrasings}
@@ -236,13 +237,9 @@ def evaluate_synthetic(
         "num_frames": num_frames,
         "steps": steps,
         "scheduler": type(pipe.scheduler).__name__,
-        "image_guidance_scale": sampler.image_scale
-        if sampler.image_scale is not None
-        else pipe.config.default_image_guidance_scale,
-        "text_guidance_scale": text_scale
-        if text_scale is not None
-        else pipe.config.default_text_guidance_scale,
-        "strength": pipe.default_strength if strength is None else strength,
+        "image_guidance_scale": sampler.image_scale,
+        "text_guidance_scale": text_scale,
+        "strength": strength,
         **_fidelity(pipe, suite.references, videos),
         # the photo bar's fidelity: each camera prompt's first frame against its photo crop
         "real_photo_first_frame_ssim": _mean_ssim(*_first_frames(photo_requests, photo_videos)),

@@ -31,6 +31,7 @@ from ..data.sources import ClipSource, make_source
 from ..data.synthetic import DECODER_PHOTOS, load_photo, random_crop
 from ..errors import UserError
 from ..io.images import frames_to_signed
+from ..loading import MODEL_DEFAULTS
 from ..lora import adapter_state_dict, add_adapter, base_fingerprint, save_adapter
 from ..metrics import ssim
 from ..models import DreamVideoDenoiser, ReferenceAwareDecoder, checkpoint_unet_blocks, mark_trainable
@@ -405,15 +406,9 @@ class I2VStage(_LatentVideoStage):
             raise UserError(
                 "the i2v stage needs [init] t2v = 'path/to/t2v/pipeline' (or dreamvideo = 'folder')"
             )
-        names = (
-            "default_num_frames",
-            "default_fps",
-            "default_image_guidance_scale",
-            "default_text_guidance_scale",
-            "default_num_inference_steps",
-            "default_strength",
-        )
-        defaults = {k: getattr(self.options, k) for k in names if getattr(self.options, k) is not None}
+        defaults = {
+            k: getattr(self.options, k) for k in MODEL_DEFAULTS if getattr(self.options, k) is not None
+        }
         if "dreamvideo" in config.init:  # warm start: continue training a DreamVideo model
             # fp32 master weights, also from an fp16 export (a release stored in half precision)
             pipe = load_pipeline(config.init["dreamvideo"], torch_dtype=torch.float32)
