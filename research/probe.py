@@ -2,7 +2,7 @@
 is written to docs/model-card/probes.md and read in docs/research-log.md.)
 
 A probe continues the shipped release for the same number of i2v steps, with the same seeds and
-data, under one variant: a config in configs/tiny/probes/ that extends `baseline.toml` (nothing
+data, under one variant: a config in research/configs/probes/ that extends `baseline.toml` (nothing
 changed) and changes one thing. Each probe's export is then measured as the quality bars are:
 the held-out suite of `dreamvideo eval synthetic` (action accuracy overall and per class,
 opposite pairs, first-frame SSIM, warp error, camera motion on unseen photographs) and the
@@ -42,7 +42,7 @@ from dreamvideo.pipeline import load_pipeline
 from dreamvideo.training.config import load_config
 from dreamvideo.training.trainer import train
 
-PROBE_CONFIGS = Path("configs/tiny/probes")
+PROBE_CONFIGS = Path("research/configs/probes")
 RESULTS = Path("runs/probes")
 KEPT = Path("docs/model-card/probes")  # the measured records the model card's table is made from
 GAP_TIMESTEPS = (950, 800, 600, 400, 200)
@@ -185,7 +185,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     p_run = commands.add_parser("run", help="train and measure probes, one after another")
-    p_run.add_argument("variants", nargs="+", help="names of configs in configs/tiny/probes/")
+    p_run.add_argument("variants", nargs="+", help="names of configs in research/configs/probes/")
     p_run.add_argument("--steps", type=int, default=None, help="override the configs' step count")
     p_measure = commands.add_parser("measure", help="measure a DreamVideo folder as a probe")
     p_measure.add_argument("--model", type=Path, required=True)

@@ -106,3 +106,48 @@ def test_stage_tables_give_typed_defaults(tmp_path):
     options = load_config(path).options()
     assert options.condition_dropout == 0.1 and options.timestep_sampling == "uniform"
     assert options.default_fps is None
+
+
+def _config_files(path: Path) -> list[Path]:
+    """A config and every file it extends through `base`."""
+    import tomllib
+
+    files = [path]
+    while base := tomllib.loads(files[-1].read_text()).get("base"):
+        files.append((files[-1].parent / base).resolve())
+    return files
+
+
+@pytest.mark.parametrize("folder", ["tiny", "gpu"])
+def test_the_recipe_and_gpu_configs_stand_on_their_own(folder):
+    """A reader of the recipe learns what the shipped model was trained with from configs/ alone:
+    no recipe or GPU config extends a probe's (probe configs live in research/ and extend the
+    recipe, never the other way round)."""
+    recipe = read_recipe(ROOT / "configs" / "tiny" / "recipe.txt")
+    paths = [ROOT / "configs" / "tiny" / f"{n}.toml" for n in recipe] if folder == "tiny" else []
+    paths += sorted((ROOT / "configs" / "gpu").glob("*.toml")) if folder == "gpu" else []
+    for path in paths:
+        for file in _config_files(path):
+            assert file.parent == path.parent.resolve(), f"{path.name} extends {file}"
+    assert not (ROOT / "configs" / "tiny" / "probes").exists()
+
+
+def test_the_model_card_records_each_recipe_stage_as_its_config_says():
+    """The model card's recipe table (steps, batch, and the lr and seed it names) is what each
+    stage's config resolves to."""
+    import re
+
+    card = (ROOT / "docs" / "model-card.md").read_text()
+    stages = read_recipe(ROOT / "configs" / "tiny" / "recipe.txt")
+    for name in stages:
+        config = load_config(ROOT / "configs" / "tiny" / f"{name}.toml")
+        row = re.search(rf"^\| {name} \| `configs/tiny/{name}\.toml`(.*?)\| (\d+)(?: × (\d+))?", card, re.M)
+        assert row, f"no row for {name} in the model card's recipe table"
+        described, steps, batch = row.groups()
+        assert int(steps) == config.optim.steps, name
+        if batch is not None:
+            assert int(batch) == config.optim.batch_size, name
+        if lr := re.search(r"\blr ([\d.e-]+)", described + row.group(0)):
+            assert float(lr.group(1)) == config.optim.lr, name
+        if seed := re.search(r"(?<!data )\bseed (\d+)", described):  # not "data seed"
+            assert int(seed.group(1)) == config.seed, name
