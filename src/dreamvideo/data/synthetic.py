@@ -22,9 +22,8 @@ from PIL import Image, ImageDraw, ImageFilter
 
 # action -> (kind, phrasings). The last phrasing of each action is held out of training; its words
 # (drifts, floats, sinks, revolves, swells, dwindles, sweeps, pushes in, pulls away, remains
-# motionless) are in no training phrasing. The first design trained on the first five only;
-# held-out wording then cost 0.18 action accuracy (docs/research-log.md), so 15 are trained by
-# default (`data.train_phrasings` picks fewer).
+# motionless) are in no training phrasing. Training captions use the other 15
+# (`data.train_phrasings` picks fewer, the first ones).
 ACTIONS: dict[str, tuple[str, list[str]]] = {
     "move_left": (
         "object",
@@ -361,11 +360,10 @@ DECODER_PHOTOS = [*TRAIN_PHOTOS, "stereo_motorcycle", "grace_hopper", "moon", "c
 TEXTURE_PHOTOS = ["brick", "grass", "gravel"]
 SPLIT_SEED_OFFSET = {"train": 0, "heldout": 1_000_003}
 # How much rotations and size changes move the content over a clip (`data.motion_ranges`).
-# "small" is the first design's (the shipped seventh release trained on it): 6–14 °/frame,
-# ×1.6–2.2 and ×1.5–1.9 per clip moved an object's edge 0.2–0.9 px/frame at 64×64 × 8 frames,
-# near the motion estimator's 0.3 px "still" threshold, against 1.5–3 px/frame for translations
-# (research/motion_magnitudes.py). "large" (the second design's, and the evaluation suite's)
-# brings them to the translations' range.
+# "large" (the default, and the evaluation suite's) moves an object's edge about as far per frame
+# as the translations do (1.5–3 px/frame at 64×64 × 8 frames); "small" moves it 0.2–0.9 px/frame,
+# near the motion estimator's 0.3 px "still" threshold (research/motion_magnitudes.py): the recipe's
+# stages up to i2v_motion3 trained on it.
 MOTION_RANGES: dict[str, dict[str, tuple[float, float]]] = {
     "large": {
         "rotation_deg": (12.0, 24.0),  # per frame
@@ -387,7 +385,7 @@ DEFAULT_MOTION_RANGES = "large"
 # clips inside the canvas and below the rates where a shape's symmetry makes rotation ambiguous.
 SPEED_WORDS = {"slowly": 0.45, "": 1.0, "quickly": 1.6}
 SPEED_CAPS = {"speed": 4.5, "rotation_deg": 32.0, "total": 3.6}  # px / frame at 64 px, °/frame, ratio
-# Training phrasings per action (`data.train_phrasings`): 0 takes all 15; the first design took 5.
+# Training phrasings per action (`data.train_phrasings`): 0 takes all 15.
 MAX_TRAIN_PHRASINGS = 15
 
 

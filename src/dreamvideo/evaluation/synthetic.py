@@ -208,8 +208,8 @@ def evaluate_synthetic(
     """Run the suite; writes out_dir/metrics.json and a sample sheet; returns the metrics.
 
     `split="train"` scores clips, photographs and phrasings the default recipe trained on.
-    `motion_ranges` and `train_phrasings` render the clips as data of that kind (the first
-    design's: "small", 5), to diagnose a model on its own training data."""
+    `motion_ranges` and `train_phrasings` render the clips as data of that kind (e.g. "small",
+    5: the recipe's early stages' data), to diagnose a model on its own training data."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}")
     out_dir = Path(out_dir)

@@ -62,8 +62,8 @@ class ImageConditioningEncoder(nn.Module):
         return self.conv_out(h)
 
 
-# The conv encoder of the reference. A second, space-to-depth one belonged to the unreleased second
-# design (docs/research-log.md; its code is in commit a008ff7): folders saved with the key load.
+# The conv encoder of the reference: stride-2 convs from pixels to the latent size. The config key
+# stays so that every saved folder (which records it) loads.
 IMAGE_ENCODERS = ("strided",)
 
 

@@ -28,8 +28,8 @@ class DataConfig:
     num_frames: int = 8
     seed: int = 0
     num_clips: int = 0  # > 0: a finite dataset of that many clips, cycled (0: endless)
-    # Synthetic clips: rotation / size / zoom ranges ("large", or the first design's "small"),
-    # and how many of each action's training phrasings captions use (0: all 15; the first design 5).
+    # Synthetic clips: rotation / size / zoom ranges ("large" or "small", data.synthetic), and how
+    # many of each action's training phrasings captions use (0: all 15).
     motion_ranges: str = "large"
     train_phrasings: int = 0
     # A speed word ("slowly", none, "quickly") after each moving clip's caption, the motion scaled

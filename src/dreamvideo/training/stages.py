@@ -42,7 +42,6 @@ from .config import TrainConfig
 
 # What the UNet predicts. "v_prediction" (Salimans & Ho 2022) keeps the clean-latent estimate
 # bounded at high noise levels, where a small undertrained ε-model's errors are amplified ~15x.
-# (The unreleased second design's x-prediction and pixel latents: commit a008ff7, docs/research-log.md.)
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 TIMESTEP_SAMPLINGS = ("uniform", "logit_normal")
 
