@@ -1,4 +1,4 @@
-"""`dreamvideo train` and `dreamvideo data`."""
+"""`dreamvideo train`."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ from .app import (
 def train(
     config: Path, resume: bool, overrides: tuple[str, ...], export_to: Path | None, debug: bool
 ) -> None:
-    """Train a stage (vae, t2v or i2v) from a TOML CONFIG; see configs/."""
+    """Train a stage (vae, t2v, i2v or decoder) from a TOML CONFIG; see configs/."""
     import tomllib
 
     from ..training.config import load_config
@@ -61,42 +61,3 @@ def train(
     click.echo(json.dumps(summary))
     if summary["interrupted"]:
         raise SystemExit(130)
-
-
-@cli.group()
-def data() -> None:
-    """Datasets: write the procedural motion clips to disk."""
-
-
-@data.command("synth")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="New folder to write.")
-@click.option("--num", type=int, required=True, help="Number of clips.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--split", type=click.Choice(["train", "heldout"]), default="train", show_default=True)
-@click.option("--size", type=int, default=64, show_default=True, help="Frame side in pixels.")
-@click.option("--frames", type=int, default=16, show_default=True)
-@click.option("--fps", type=int, default=8, show_default=True)
-@click.option(
-    "--action",
-    default=None,
-    help="Every clip this action (e.g. move_left; move_up_right is one the default model never saw).",
-)
-@debug_option
-def data_synth(
-    out: Path,
-    num: int,
-    seed: int,
-    split: str,
-    size: int,
-    frames: int,
-    fps: int,
-    action: str | None,
-    debug: bool,
-) -> None:
-    """Write procedural clips (mp4) + captions.csv + motion.jsonl (ground truth)."""
-    from ..data.synthetic import write_dataset
-
-    if size < 16 or frames < 2:
-        raise UserError("--size must be at least 16 and --frames at least 2")
-    path = write_dataset(out, num, seed, split, size, frames, fps, action=action)
-    click.echo(f"wrote {num} clips to {path}")
