@@ -3,12 +3,12 @@
 import pytest
 import torch
 
+from dreamvideo.benchmarks.naive import reference_sample
 from dreamvideo.guidance import (
     GuidanceMode,
     combine_predictions,
     double_condition_cfg,
     guidance_conditions,
-    reference_sample,
 )
 
 from .conftest import gen

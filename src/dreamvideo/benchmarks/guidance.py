@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from dreamvideo.guidance import reference_sample
+from dreamvideo.benchmarks.naive import reference_sample
 from dreamvideo.pipeline import load_pipeline
 from dreamvideo.testing import tiny_dreamvideo_pipeline
 

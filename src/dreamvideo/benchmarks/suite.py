@@ -1,7 +1,7 @@
 """`dreamvideo bench`: where the time goes, against a naive sampler and diffusers' own, in one run.
 
 Everything is measured in the same process on the same machine (docs/performance.md):
-- the naive reference path (`guidance.reference_sample`: one forward per condition per step,
+- the naive reference path (`benchmarks.naive.reference_sample`: one forward per condition per step,
   prompt and reference features recomputed every step, DDIM 50) against the default path
   (`pipe(image, prompt)` with the model's defaults), seconds per clip and the quality of both on
   the same held-out clips (first-frame SSIM, action accuracy);
@@ -257,8 +257,8 @@ def compare_naive_and_default(pipe, settings: BenchSettings) -> dict:
     from PIL import Image
 
     from ..evaluation.synthetic import EVAL_SEED, heldout_clips
-    from ..guidance import reference_sample
     from ..io.images import image_to_tensor, tensor_to_images
+    from .naive import reference_sample
 
     num_frames = pipe.config.default_num_frames
     height, width = pipe.default_size
