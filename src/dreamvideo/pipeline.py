@@ -386,6 +386,8 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
         noise = self.prepare_latents(len(reference), num_frames, height, width, generator, latents)
         if strength >= 1:
             return self.scheduler.timesteps, noise
+        # Adapted from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img.
+        # StableDiffusionImg2ImgPipeline.get_timesteps (here at least one step always runs)
         skip = (num_inference_steps - _steps_from(num_inference_steps, strength)) * self.scheduler.order
         timesteps = self.scheduler.timesteps[skip:]
         if hasattr(self.scheduler, "set_begin_index"):
@@ -429,6 +431,8 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
             return ((video + 1) / 2).clamp(0, 1).permute(0, 2, 1, 3, 4)
         return self.video_processor.postprocess_video(video, output_type=output_type)
 
+    # Adapted from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion.
+    # StableDiffusionPipeline.prepare_extra_step_kwargs
     def prepare_extra_step_kwargs(self, generator: torch.Generator | None, eta: float = 0.0) -> dict:
         """What `scheduler.step` takes beyond (output, t, x): only the arguments its signature
         accepts (PNDM and UniPC take no generator, only DDIM takes eta), as diffusers' pipelines'

@@ -399,15 +399,34 @@ class I2VStage(_LatentVideoStage):
 
     def __init__(self, config: TrainConfig, device: torch.device):
         super().__init__(config, device)
+        self.pipe = pipe = self._load_pipeline(config)
+        self.noise_scheduler = DDPMScheduler(**NOISE_SCHEDULE, prediction_type=self._prediction_type(pipe))
+        self.vae, self.text_encoder, self.tokenizer = pipe.vae, pipe.text_encoder, pipe.tokenizer
+        self._freeze(self.vae, self.text_encoder)
+        self.module = DreamVideoDenoiser(pipe.unet, pipe.retention_branch).to(device)
+        self._choose_trainable(config, pipe)
+        if config.optim.gradient_checkpointing:  # recompute block activations in backward
+            pipe.retention_branch.gradient_checkpointing = True
+            checkpoint_unet_blocks(pipe.unet)
+        # Independent condition dropout (InstructPix2Pix): image only, text only, both.
+        self.p_drop = float(self.options.condition_dropout)
+        self.reference_noise = float(self.options.reference_noise)
+        if not 0 <= self.reference_noise < float("inf"):
+            raise UserError(f"{config.config_path}: reference_noise must be 0 or more")
+        self.open_cache()
+
+    def _load_pipeline(self, config: TrainConfig):
+        """The model to train: a DreamVideo folder continued, or one built from a t2v base (its
+        branch zero-initialised); with the exported defaults the config names, and the branch
+        grown by the additions it asks for."""
         from ..pipeline import DreamVideoPipeline, load_pipeline
 
         if "t2v" not in config.init and "dreamvideo" not in config.init:
             raise UserError(
                 "the i2v stage needs [init] t2v = 'path/to/t2v/pipeline' (or dreamvideo = 'folder')"
             )
-        defaults = {
-            k: getattr(self.options, k) for k in MODEL_DEFAULTS if getattr(self.options, k) is not None
-        }
+        chosen = {k: getattr(self.options, k) for k in MODEL_DEFAULTS}
+        defaults = {k: v for k, v in chosen.items() if v is not None}
         if "dreamvideo" in config.init:  # warm start: continue training a DreamVideo model
             # fp32 master weights, also from an fp16 export (a release stored in half precision)
             pipe = load_pipeline(config.init["dreamvideo"], torch_dtype=torch.float32)
@@ -415,9 +434,7 @@ class I2VStage(_LatentVideoStage):
         else:
             model = config.model_table()
             pipe = DreamVideoPipeline.from_t2v(
-                config.init["t2v"],
-                image_embed_channels=int(model.image_embed_channels),
-                **defaults,
+                config.init["t2v"], image_embed_channels=int(model.image_embed_channels), **defaults
             )
         additions = {
             name: True
@@ -426,8 +443,11 @@ class I2VStage(_LatentVideoStage):
         }
         if additions:
             pipe.retention_branch = pipe.retention_branch.with_config(**additions)
-        self.pipe = pipe
-        # The branch learns on top of the base UNet, so it predicts what the base predicts.
+        return pipe
+
+    def _prediction_type(self, pipe) -> str:
+        """The base's parametrisation: the branch learns on top of the base UNet, so it predicts
+        what the base predicts."""
         base_prediction = pipe.scheduler.config.get("prediction_type", "epsilon")
         if base_prediction not in PREDICTION_TYPES:
             raise UserError(
@@ -439,27 +459,19 @@ class I2VStage(_LatentVideoStage):
                 f"prediction_type {asked!r} differs from the base model's {base_prediction!r} "
                 "(the i2v stage keeps the base's parametrisation)"
             )
-        self.noise_scheduler = DDPMScheduler(**NOISE_SCHEDULE, prediction_type=base_prediction)
-        self.vae, self.text_encoder, self.tokenizer = pipe.vae, pipe.text_encoder, pipe.tokenizer
-        self._freeze(self.vae, self.text_encoder)
-        self.module = DreamVideoDenoiser(pipe.unet, pipe.retention_branch).to(device)
+        return base_prediction
+
+    def _choose_trainable(self, config: TrainConfig, pipe) -> None:
+        """DreamVideo's set (the branch and the main UNet's temporal layers), or, with [lora], an
+        adapter alone on top of a trained model."""
         self.lora = config.lora_settings()
-        if self.lora is not None:  # only the adapter trains, on top of a trained DreamVideo
-            if "dreamvideo" not in config.init:
-                raise UserError("a [lora] run adapts a trained model: it needs [init] dreamvideo = 'folder'")
-            self.base_fingerprint = base_fingerprint(pipe)
-            add_adapter(pipe, self.lora)
-        else:
+        if self.lora is None:
             mark_trainable(pipe.unet, pipe.retention_branch, train_all=bool(self.options.train_all))
-        if config.optim.gradient_checkpointing:  # recompute block activations in backward
-            pipe.retention_branch.gradient_checkpointing = True
-            checkpoint_unet_blocks(pipe.unet)
-        # Independent condition dropout (InstructPix2Pix): image only, text only, both.
-        self.p_drop = float(self.options.condition_dropout)
-        self.reference_noise = float(self.options.reference_noise)
-        if not 0 <= self.reference_noise < float("inf"):
-            raise UserError(f"{config.config_path}: reference_noise must be 0 or more")
-        self.open_cache()
+            return
+        if "dreamvideo" not in config.init:
+            raise UserError("a [lora] run adapts a trained model: it needs [init] dreamvideo = 'folder'")
+        self.base_fingerprint = base_fingerprint(pipe)
+        add_adapter(pipe, self.lora)
 
     def loss(self, module, batch, generator):
         latents = self.batch_latents(batch, generator)
