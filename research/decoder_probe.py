@@ -38,7 +38,7 @@ import torch
 from PIL import Image
 
 from dreamvideo.data.synthetic import HELDOUT_PHOTOS, load_photo, random_crop
-from dreamvideo.evaluation.motion import ACTION_TO_MOTION, estimate_motion, temporal_consistency
+from dreamvideo.evaluation.motion import action_accuracy, moved_as, temporal_consistency
 from dreamvideo.evaluation.synthetic import CAMERA_PROMPTS, EVAL_SEED, heldout_clips
 from dreamvideo.io.images import fit_image, frames_to_signed, frames_to_unit, load_image, tensor_to_images
 from dreamvideo.metrics import ssim
@@ -111,11 +111,7 @@ def _first_ssim(videos: np.ndarray, references: torch.Tensor) -> float:
 
 
 def _classes(videos: np.ndarray, actions: list[str]) -> tuple[float, dict[str, float]]:
-    right = [estimate_motion(v).label() == ACTION_TO_MOTION[a] for v, a in zip(videos, actions, strict=True)]
-    per = defaultdict(list)
-    for ok, a in zip(right, actions, strict=True):
-        per[a].append(ok)
-    return float(np.mean(right)), {a: float(np.mean(v)) for a, v in sorted(per.items())}
+    return action_accuracy(list(videos), actions)
 
 
 @torch.no_grad()
@@ -211,7 +207,7 @@ def segments(model: str, num: int) -> dict:
             r = results[name]
             r["joint_ssim"].append(float(ssim(frames_to_unit(second[:1]), frames_to_unit(first_u8[-1:]))))
             r["warp_error"].append(temporal_consistency(joined))
-            r["right"].append(estimate_motion(joined).label() == ACTION_TO_MOTION[spec.action])
+            r["right"].append(moved_as(joined, spec.action))
     record = {
         name: {"joint_ssim": float(np.mean(r["joint_ssim"])), "warp_error": float(np.mean(r["warp_error"])),
                "action_accuracy": float(np.mean(r["right"]))}

@@ -234,19 +234,15 @@ def readme_phases(pipe_loader: Callable[[], object], settings: BenchSettings) ->
 
 # ---------------------------------------------------------------------------------- sampling
 def _clip_quality(clips: list, videos: list[np.ndarray]) -> dict:
-    from ..evaluation.motion import ACTION_TO_MOTION, estimate_motion
+    from ..evaluation.motion import action_accuracy
     from ..io.images import frames_to_unit
     from ..metrics import ssim
 
     refs = frames_to_unit(np.stack([f[0] for f, _ in clips]))
     firsts = frames_to_unit(np.stack([v[0] for v in videos]))
-    correct = [
-        estimate_motion(v).label() == ACTION_TO_MOTION[spec.action]
-        for (_, spec), v in zip(clips, videos, strict=True)
-    ]
     return {
         "first_frame_ssim": round(float(ssim(firsts, refs)), 4),
-        "action_accuracy": float(np.mean(correct)),
+        "action_accuracy": action_accuracy(videos, [spec.action for _, spec in clips])[0],
     }
 
 

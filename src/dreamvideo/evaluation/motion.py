@@ -139,3 +139,18 @@ def temporal_consistency(frames: np.ndarray) -> float:
         warped = cv2.remap(a, grid + flow, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         errors.append(np.abs(warped.astype(np.float32) - b.astype(np.float32)).mean() / 255.0)
     return float(np.mean(errors)) if errors else 0.0
+
+
+def moved_as(video: np.ndarray, action: str) -> bool:
+    """Did this video move as `action` asks: the estimator's class of it is the action's?"""
+    return estimate_motion(video).label() == ACTION_TO_MOTION[action]
+
+
+def action_accuracy(videos: list[np.ndarray], actions: list[str]) -> tuple[float, dict[str, float]]:
+    """The fraction of videos that moved as their action asks, overall and per action (the one
+    action accuracy the suite, the benchmark and the probes report)."""
+    right = [moved_as(v, a) for v, a in zip(videos, actions, strict=True)]
+    per_action: dict[str, list[bool]] = {}
+    for ok, action in zip(right, actions, strict=True):
+        per_action.setdefault(action, []).append(ok)
+    return float(np.mean(right)), {a: float(np.mean(v)) for a, v in sorted(per_action.items())}

@@ -53,7 +53,15 @@ from ..data.synthetic import (
 from ..io.images import frames_to_unit, tensor_to_images, unit_to_uint8
 from ..metrics import psnr, ssim
 from . import SPLITS, VARIANTS
-from .motion import ACTION_TO_MOTION, MOTION_CLASSES, Motion, estimate_motion, temporal_consistency
+from .motion import (
+    ACTION_TO_MOTION,
+    MOTION_CLASSES,
+    Motion,
+    action_accuracy,
+    estimate_motion,
+    moved_as,
+    temporal_consistency,
+)
 
 EVAL_SEED = 12345
 CAMERA_PROMPTS = {
@@ -341,29 +349,29 @@ def _motion_control(suite: _Suite, videos: list, pair_videos: list, photo_videos
     """Action accuracy (overall, per action, confusion), opposite pairs, real-photo camera motion,
     temporal consistency, and the estimator's own accuracy on the ground truth."""
     clips = suite.clips
-    truth = [ACTION_TO_MOTION[spec.action] for _, spec in clips]
+    actions = [spec.action for _, spec in clips]
+    truth = [ACTION_TO_MOTION[a] for a in actions]
     measured = [estimate_motion(v).label() for v in videos]
     estimator = [estimate_motion(frames).label() for frames, _ in clips]
     confusion = {t: Counter() for t in MOTION_CLASSES}
-    per_action = defaultdict(list)
-    for (_, spec), t, m in zip(clips, truth, measured, strict=True):
+    for t, m in zip(truth, measured, strict=True):
         confusion[t][m] += 1
-        per_action[spec.action].append(t == m)
+    accuracy, per_action = action_accuracy(videos, actions)
     pair_ok = []
     for k, (_, a, _b) in enumerate(suite.pair_sources):
         ma, mb = estimate_motion(pair_videos[2 * k]), estimate_motion(pair_videos[2 * k + 1])
         pair_ok.append(motion_along(a, ma) > 0 and motion_along(a, mb) < 0)
     photo_measured = [estimate_motion(v) for v in photo_videos]
     photo_actions = [a for _ in suite.photo_refs for a in CAMERA_PROMPTS]
-    photo_ok = [m.label() == ACTION_TO_MOTION[a] for m, a in zip(photo_measured, photo_actions, strict=True)]
+    photo_ok = [moved_as(v, a) for v, a in zip(photo_videos, photo_actions, strict=True)]
     photo_pairs = []
     for k in range(len(suite.photo_refs)):
         by_action = dict(zip(CAMERA_PROMPTS, photo_measured[4 * k : 4 * k + 4], strict=True))
         for a, b in CAMERA_PAIRS:
             photo_pairs.append(motion_along(a, by_action[a]) > 0 and motion_along(a, by_action[b]) < 0)
     return {
-        "action_accuracy": float(np.mean([t == m for t, m in zip(truth, measured, strict=True)])),
-        "action_accuracy_per_action": {a: float(np.mean(v)) for a, v in per_action.items()},
+        "action_accuracy": accuracy,
+        "action_accuracy_per_action": per_action,
         "opposite_pair_accuracy": float(np.mean(pair_ok)) if pair_ok else None,
         "num_opposite_pairs": len(pair_ok),
         "temporal_consistency": float(np.mean([temporal_consistency(v) for v in videos])),
@@ -407,7 +415,7 @@ def sweep_guidance(
     clips = heldout_clips(num, pipe.default_size[0], num_frames)
     references = [frames[0] for frames, _ in clips]
     refs = frames_to_unit(np.stack(references))
-    truth = [ACTION_TO_MOTION[spec.action] for _, spec in clips]
+    actions = [spec.action for _, spec in clips]
     rows = []
     grid = [(si, st) for si in image_scales for st in text_scales]
     steps = steps or pipe.default_num_inference_steps
@@ -416,13 +424,12 @@ def sweep_guidance(
             sampler = _SuiteSampler(pipe, num_frames, steps, si, st, batch_size)
             videos = sampler(references, [spec.caption for _, spec in clips], progress)
             firsts = frames_to_unit(np.stack([v[0] for v in videos]))
-            measured = [estimate_motion(v).label() for v in videos]
             rows.append(
                 {
                     "image_guidance_scale": si,
                     "text_guidance_scale": st,
                     "first_frame_ssim": float(ssim(firsts, refs)),
-                    "action_accuracy": float(np.mean([t == m for t, m in zip(truth, measured, strict=True)])),
+                    "action_accuracy": action_accuracy(videos, actions)[0],
                     "temporal_consistency": float(np.mean([temporal_consistency(v) for v in videos])),
                 }
             )
