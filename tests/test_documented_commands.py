@@ -141,6 +141,7 @@ RULES: list[tuple[str, str, str]] = [
         "the tiny text-to-video model stands in for ModelScope",
     ),
     (r"^python -m dreamvideo\.benchmarks\.(guidance|frechet)", "module", "run at smoke size"),
+    (r"^python (research|scripts)/\w+\.py", "script", "a probe or a release step (hours): the script exists"),
     (r"^dreamvideo (generate|eval synthetic|bench)", "run", "run at smoke size"),
 ]
 SMOKE_MODULE_ARGS = {
@@ -171,6 +172,8 @@ def test_documented_command(doc, command, tmp_path, capsys, model_dir, t2v, monk
         _check_flags(capsys, command)
     elif kind == "install":
         _check_install(command)
+    elif kind == "script":
+        assert (ROOT / shlex.split(command)[1]).is_file(), command
     elif kind == "accelerate":
         _check_accelerate(command)
         _check_flags(capsys, command)
