@@ -80,9 +80,9 @@ class ModelFacts:
 
 
 def _read_json(path: Path):
-    from .io.files import parse_json, read_text
+    from .io.files import read_json
 
-    return parse_json(read_text(path, "model config", max_bytes=2**20), str(path))
+    return read_json(path, "model config", max_bytes=2**20)
 
 
 def estimate_peak_bytes(

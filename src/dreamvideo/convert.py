@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from .errors import UserError
-from .io.files import parse_json, read_text
+from .io.files import read_json
 from .loading import T2V_PIPELINE_CLASSES, read_model_index
 from .sizes import unet_downscale
 
@@ -42,7 +42,7 @@ class ConversionReport:
 
 
 def _read_json(path: Path) -> dict:
-    data = parse_json(read_text(path, "config file", max_bytes=2**20), str(path))
+    data = read_json(path, "config file", max_bytes=2**20)
     if not isinstance(data, dict):
         raise UserError(f"{path} is not a JSON object")
     return data

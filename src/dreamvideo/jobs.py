@@ -17,7 +17,6 @@ loads, and an error names its row.
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,20 +161,10 @@ def _read_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
 
 def _json_row(name: str, line_number: int, line: str) -> dict[str, str]:
     """One JSON Lines row: an object of strings, numbers or nulls, each key once."""
+    from .io.files import parse_json
+
     where = f"{name} line {line_number}"
-
-    def unique(pairs: list[tuple[str, object]]) -> dict:
-        keys = [k for k, _ in pairs]
-        if len(set(keys)) < len(keys):
-            raise UserError(f"{where}: a key is given twice")
-        return dict(pairs)
-
-    try:
-        record = json.loads(line, object_pairs_hook=unique)
-    except json.JSONDecodeError as error:
-        raise UserError(f"{where}: not JSON ({error.msg})") from None
-    except (ValueError, RecursionError) as error:  # integers of thousands of digits, deep nesting
-        raise UserError(f"{where}: not usable JSON ({str(error)[:80] or 'nested too deeply'})") from None
+    record = parse_json(line, where, unique_keys=True)
     if not isinstance(record, dict):
         raise UserError(f"{where}: a row must be a JSON object")
     for key, value in record.items():

@@ -34,6 +34,11 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def is_finite_number(value) -> bool:
+    """An int or float (not a bool), finite: what a number read from a user's file must be."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _error(message: str) -> Exception:
     from .errors import UserError
 
@@ -71,12 +76,7 @@ def check_sampling_values(
         ("image guidance scale", image_guidance_scale),
         ("text guidance scale", text_guidance_scale),
     ):
-        if value is not None and (
-            not isinstance(value, int | float)
-            or isinstance(value, bool)
-            or not math.isfinite(value)
-            or not 0 <= value <= MAX_GUIDANCE_SCALE
-        ):
+        if value is not None and (not is_finite_number(value) or not 0 <= value <= MAX_GUIDANCE_SCALE):
             raise _error(f"{name} must be a number from 0 to {MAX_GUIDANCE_SCALE:g}, got {value}")
 
 

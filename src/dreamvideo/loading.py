@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from .errors import UserError
-from .io.files import parse_json, read_text
+from .io.files import read_json
 
 # The embedded default model ships inside the package (trained by this project's own code).
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "weights" / "dreamvideo-tiny"
@@ -33,7 +33,7 @@ def read_model_index(path: str | Path) -> dict:
     if not index.exists():
         raise UserError(f"not a diffusers model folder (no model_index.json): {path}")
     try:
-        data = parse_json(read_text(index, "model index", max_bytes=2**20), str(index))
+        data = read_json(index, "model index", max_bytes=2**20)
     except UserError as e:
         raise UserError(f"model folder is corrupt: {e}") from None
     if not isinstance(data, dict) or "_class_name" not in data:

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from .errors import UserError
-from .limits import MAX_LORA_SCALE
+from .limits import MAX_LORA_SCALE, is_finite_number
 
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"  # diffusers' LORA_WEIGHT_NAME_SAFE
 ADAPTER_METADATA_KEY = "lora_adapter_metadata"  # diffusers' LORA_ADAPTER_METADATA_KEY
@@ -269,7 +269,7 @@ def read_adapter(path: str | Path) -> AdapterFile:
             state = {k: f.get_tensor(k) for k in names}
         peft_metadata = json.loads(metadata.get(ADAPTER_METADATA_KEY, "{}"))
         info = json.loads(metadata.get(DREAMVIDEO_METADATA_KEY, "{}"))
-    except (Exception, RecursionError) as e:  # safetensors and json raise several kinds
+    except Exception as e:  # safetensors and json raise several kinds (RecursionError too)
         raise UserError(
             f"LoRA adapter {file} is unreadable: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
         ) from None
@@ -330,10 +330,6 @@ def _layer_ranks(file: Path, state: dict[str, torch.Tensor]) -> dict[tuple[str, 
     return ranks
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _checked_config(file: Path, component: str, fields: dict, ranks: dict[str, int]) -> dict:
     """The `LoraConfig` fields to build this component's layers with: the file's rank, alpha and
     dropout checked for type and range; the layers and per-layer ranks from the tensors (as
@@ -348,10 +344,10 @@ def _checked_config(file: Path, component: str, fields: dict, ranks: dict[str, i
     if not (isinstance(rank, int) and not isinstance(rank, bool) and 1 <= rank <= MAX_ADAPTER_RANK):
         raise refuse(f"has r = {str(rank)[:40]!r}, not an integer from 1 to {MAX_ADAPTER_RANK}")
     alpha = fields.get("lora_alpha", rank)
-    if not (_number(alpha) and 0 < alpha <= 1e6):
+    if not (is_finite_number(alpha) and 0 < alpha <= 1e6):
         raise refuse(f"has lora_alpha = {str(alpha)[:40]!r}, not a positive number")
     dropout = fields.get("lora_dropout", 0.0)
-    if not (_number(dropout) and 0 <= dropout < 1):
+    if not (is_finite_number(dropout) and 0 <= dropout < 1):
         raise refuse(f"has lora_dropout = {str(dropout)[:40]!r}, not a number in [0, 1)")
     init = fields.get("init_lora_weights", True)
     if not (isinstance(init, bool) or (isinstance(init, str) and len(init) < 64)):
@@ -368,7 +364,7 @@ def _checked_config(file: Path, component: str, fields: dict, ranks: dict[str, i
         raise refuse("has no target_modules (a name or a list of names)")
     for name in ("rank_pattern", "alpha_pattern"):
         pattern = fields.get(name) or {}
-        if not isinstance(pattern, dict) or not all(_number(v) and v > 0 for v in pattern.values()):
+        if not isinstance(pattern, dict) or not all(is_finite_number(v) and v > 0 for v in pattern.values()):
             raise refuse(f"has a {name} that is not an object of positive numbers")
     if not fields.get("rank_pattern"):  # one rank for every layer: the tensors must agree
         for module, got in ranks.items():

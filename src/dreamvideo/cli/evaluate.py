@@ -9,7 +9,7 @@ import click
 
 from ..errors import UserError
 from ..evaluation import SPLITS, VARIANTS
-from ..io.files import parse_json, read_text
+from ..io.files import read_json
 from .app import (
     SCHEDULERS,
     cli,
@@ -498,7 +498,7 @@ def eval_report(runs: tuple[Path, ...], out: Path, names: str | None, debug: boo
     loaded = {}
     for label, run in zip(labels, runs, strict=True):
         file = run / "metrics.json" if run.is_dir() else run
-        loaded[label] = parse_json(read_text(file, "metrics file"), str(file))
+        loaded[label] = read_json(file, "metrics file")
         if not isinstance(loaded[label], dict):
             raise UserError(f"{file} is not a JSON object of metrics")
     _check_out_dir(out)

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from ..errors import UserError
 from ..io.files import check_regular_file, read_json_lines
 from ..io.video import read_video
+from ..limits import is_finite_number
 from .motion import ACTION_TO_MOTION, Motion, estimate_motion
 from .synthetic import _SuiteSampler
 
@@ -40,10 +41,6 @@ def direction_agrees(true_dx: float, true_dy: float, measured: Motion) -> bool:
     return cosine >= math.cos(math.radians(MAX_ANGLE_DEGREES))
 
 
-def _finite(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def read_motion_dataset(folder: Path, num: int | None) -> list[dict]:
     """`motion.jsonl` rows (the first `num`), each with its clip's frames."""
     index = Path(folder) / "motion.jsonl"
@@ -55,7 +52,7 @@ def read_motion_dataset(folder: Path, num: int | None) -> list[dict]:
         raise UserError(f"{index} lists no clips")
     for number, row in enumerate(rows, 1):
         texts = all(isinstance(row.get(k), str) for k in ("path", "caption", "action"))
-        numbers = all(_finite(row.get(k)) for k in ("dx", "dy"))
+        numbers = all(is_finite_number(row.get(k)) for k in ("dx", "dy"))
         if not (texts and numbers):
             raise UserError(f"{index} line {number}: needs path, caption, action (text) and dx, dy (numbers)")
         clip = check_regular_file(Path(folder) / row["path"], f"clip listed in {index}")

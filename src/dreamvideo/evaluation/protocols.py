@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from ..data.videos import VIDEO_EXTENSIONS, decode_clip, scan_ucf101
 from ..errors import UserError
-from ..io.files import parse_json, read_text
+from ..io.files import read_json, read_text
 from ..io.images import unit_to_uint8
 from ..io.video import write_video
 
@@ -96,7 +96,7 @@ def _msrvtt_captions(annotations: Path) -> dict[str, list[str]]:
                 raise UserError(f"{annotations}: needs video_id and sentence columns")
             captions.setdefault(vid, []).append(text)
         return captions
-    data = parse_json(read_text(annotations, "MSR-VTT annotations"), str(annotations))
+    data = read_json(annotations, "MSR-VTT annotations")
     if not isinstance(data, dict) or not isinstance(data.get("sentences"), list):
         raise UserError(f"{annotations}: expected the MSR-VTT JSON with 'videos' and 'sentences'")
     videos, sentences = data.get("videos", []), data["sentences"]

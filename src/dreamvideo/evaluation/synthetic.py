@@ -59,7 +59,7 @@ from .motion import (
     Motion,
     action_accuracy,
     estimate_motion,
-    moved_as,
+    label_accuracy,
     temporal_consistency,
 )
 
@@ -356,14 +356,14 @@ def _motion_control(suite: _Suite, videos: list, pair_videos: list, photo_videos
     confusion = {t: Counter() for t in MOTION_CLASSES}
     for t, m in zip(truth, measured, strict=True):
         confusion[t][m] += 1
-    accuracy, per_action = action_accuracy(videos, actions)
+    accuracy, per_action = label_accuracy(measured, actions)
     pair_ok = []
     for k, (_, a, _b) in enumerate(suite.pair_sources):
         ma, mb = estimate_motion(pair_videos[2 * k]), estimate_motion(pair_videos[2 * k + 1])
         pair_ok.append(motion_along(a, ma) > 0 and motion_along(a, mb) < 0)
     photo_measured = [estimate_motion(v) for v in photo_videos]
     photo_actions = [a for _ in suite.photo_refs for a in CAMERA_PROMPTS]
-    photo_ok = [moved_as(v, a) for v, a in zip(photo_videos, photo_actions, strict=True)]
+    photo_accuracy = label_accuracy([m.label() for m in photo_measured], photo_actions)[0]
     photo_pairs = []
     for k in range(len(suite.photo_refs)):
         by_action = dict(zip(CAMERA_PROMPTS, photo_measured[4 * k : 4 * k + 4], strict=True))
@@ -375,7 +375,7 @@ def _motion_control(suite: _Suite, videos: list, pair_videos: list, photo_videos
         "opposite_pair_accuracy": float(np.mean(pair_ok)) if pair_ok else None,
         "num_opposite_pairs": len(pair_ok),
         "temporal_consistency": float(np.mean([temporal_consistency(v) for v in videos])),
-        "real_photo_camera_accuracy": float(np.mean(photo_ok)),
+        "real_photo_camera_accuracy": photo_accuracy,
         "real_photo_opposite_pair_accuracy": float(np.mean(photo_pairs)),
         "num_real_photo_videos": len(photo_videos),
         "estimator_accuracy_on_ground_truth": float(

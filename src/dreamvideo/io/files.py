@@ -43,14 +43,26 @@ def read_text(path: Path, what: str, max_bytes: int = MAX_TEXT_BYTES) -> str:
         raise UserError(f"cannot read {what} {path}: {error.strerror or error}") from None
 
 
-def parse_json(text: str, where: str) -> Any:
-    """`json.loads`, every failure one line naming `where`."""
+def parse_json(text: str, where: str, unique_keys: bool = False) -> Any:
+    """`json.loads`, every failure one line naming `where`; `unique_keys`: an object that names a
+    key twice is refused too (json keeps the last silently)."""
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict:
+        if len({key for key, _ in pairs}) < len(pairs):
+            raise UserError(f"{where}: a key is given twice")
+        return dict(pairs)
+
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=unique if unique_keys else None)
     except json.JSONDecodeError as error:
         raise UserError(f"{where}: not JSON ({error.msg}, line {error.lineno})") from None
     except (ValueError, RecursionError) as error:  # integers of thousands of digits, deep nesting
         raise UserError(f"{where}: not usable JSON ({str(error)[:80] or 'nested too deeply'})") from None
+
+
+def read_json(path: Path, what: str, max_bytes: int = MAX_TEXT_BYTES) -> Any:
+    """A regular file's JSON."""
+    return parse_json(read_text(path, what, max_bytes), str(path))
 
 
 def read_json_lines(path: Path, what: str) -> list[dict]:
