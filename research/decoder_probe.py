@@ -65,7 +65,7 @@ def sample(model: str, path: Path = SAMPLES) -> None:
     pipe = load_pipeline(model)
     clips = heldout_clips(NUM_CLIPS, SIZE, FRAMES)
     sets: dict[str, tuple[list[np.ndarray], list[str]]] = {
-        "clips": ([f[0] for f, _ in clips], [s.caption for _, s in clips]),
+        "clips": ([c.frames[0] for c in clips], [c.caption for c in clips]),
         "photos": (
             [r for r in _photo_refs() for _ in CAMERA_PROMPTS],
             list(CAMERA_PROMPTS.values()) * NUM_PHOTOS,
@@ -91,8 +91,8 @@ def sample(model: str, path: Path = SAMPLES) -> None:
                 ).frames
             )  # fmt: skip
         out[name] = {"latents": torch.cat(latents), "references": torch.from_numpy(np.stack(refs))}
-    out["truth"] = {"frames": torch.from_numpy(np.stack([f for f, _ in clips]))}
-    out["actions"] = [s.action for _, s in clips]
+    out["truth"] = {"frames": torch.from_numpy(np.stack([c.frames for c in clips]))}
+    out["actions"] = [c.spec.action for c in clips]
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(out, path)
 
@@ -183,11 +183,11 @@ def segments(model: str, num: int) -> dict:
     pipe = load_pipeline(model)
     clips = heldout_clips(num, SIZE, FRAMES)
     results: dict[str, dict[str, list]] = {"segment": defaultdict(list), "image": defaultdict(list)}
-    for i, (frames, spec) in enumerate(clips):
-        image = Image.fromarray(frames[0])
+    for i, clip in enumerate(clips):
+        image = Image.fromarray(clip.frames[0])
         first = pipe(
             image,
-            spec.caption,
+            clip.caption,
             num_frames=FRAMES,
             output_type="pt",
             generator=torch.Generator().manual_seed(i),
@@ -195,11 +195,11 @@ def segments(model: str, num: int) -> dict:
         first = first.frames[0]  # (F, 3, H, W) in [0, 1]
         last = first[-1] * 2 - 1
         latents = pipe(
-            last.unsqueeze(0), spec.caption, num_frames=FRAMES, output_type="latent",
+            last.unsqueeze(0), clip.caption, num_frames=FRAMES, output_type="latent",
             generator=torch.Generator().manual_seed(10_000 + i),
         ).frames  # fmt: skip
         first_u8 = tensor_to_images(first * 2 - 1)
-        for name, reference in (("segment", last), ("image", frames_to_signed(frames[0]))):
+        for name, reference in (("segment", last), ("image", frames_to_signed(clip.frames[0]))):
             second = tensor_to_images(
                 pipe.decode_latents(latents, reference=reference.unsqueeze(0))[0].permute(1, 0, 2, 3)
             )
@@ -207,7 +207,7 @@ def segments(model: str, num: int) -> dict:
             r = results[name]
             r["joint_ssim"].append(float(ssim(frames_to_unit(second[:1]), frames_to_unit(first_u8[-1:]))))
             r["warp_error"].append(temporal_consistency(joined))
-            r["right"].append(moved_as(joined, spec.action))
+            r["right"].append(moved_as(joined, clip.spec.action))
     record = {
         name: {"joint_ssim": float(np.mean(r["joint_ssim"])), "warp_error": float(np.mean(r["warp_error"])),
                "action_accuracy": float(np.mean(r["right"]))}

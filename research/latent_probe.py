@@ -6,11 +6,12 @@ Candidates are VAEs trained from the ninth release's by research/configs/latent/
 `pca`, the floor a trained code must beat: a linear code of the same size, PCA with 16 numbers
 per 8×8×3 patch fitted on the frames of 400 training clips.
 
-    python research/latent_probe.py measure shipped --vae runs/tiny/i2v_speed/pipeline/vae
+    python research/latent_probe.py measure shipped
     python research/latent_probe.py measure pca
     python research/latent_probe.py measure NAME --vae runs/probes/latent/NAME/vae
     python research/latent_probe.py measure NAME@1000 \
         --checkpoint runs/probes/latent/NAME/checkpoints/step-0001000
+    python research/latent_probe.py measure patch@750 --patch-code runs/probes/latent/patch/step-0000750.pt
     python research/latent_probe.py table shipped pca longer anchored
 
 Each measure is of the round trip (encode to the posterior mean, decode):
@@ -20,8 +21,8 @@ Each measure is of the round trip (encode to the posterior mean, decode):
 - colour: R² of a linear read-out of each patch's mean R, G, B from its latent (random blocks
   of independent colours, `latent_colour.py`), and flat green, yellow and teal cards' error in
   grey levels (the worst channel);
-- drift: the RMS distance of a VAE's latents from the shipped encoder's, in the shipped
-  unit-variance scale (what a continued UNet sees change).
+- drift: the RMS distance of a code's latents from the shipped encoder's, in the shipped
+  unit-variance scale (what a continued UNet sees change); none for the unturned PCA code.
 """
 
 from __future__ import annotations
@@ -42,10 +43,11 @@ from dreamvideo.data.sources import make_source
 from dreamvideo.evaluation.reconstruction import reconstruction_sets
 from dreamvideo.evaluation.synthetic import heldout_clips
 from dreamvideo.io.images import frames_to_signed, frames_to_unit, tensor_to_images
+from dreamvideo.loading import DEFAULT_MODEL_DIR
 from dreamvideo.metrics import ssim
 from dreamvideo.training.config import DataConfig
 
-SHIPPED = Path("runs/tiny/i2v_speed/pipeline/vae")
+SHIPPED = DEFAULT_MODEL_DIR / "vae"  # the ninth release (runs/tiny/i2v_speed/pipeline/vae, in fp16)
 KEPT = Path("docs/model-card/latent-probes")
 SIZE, FRAMES, NUM_CLIPS, PCA_CLIPS, PATCH, CODE = 64, 8, 104, 400, 8, 16
 
@@ -93,7 +95,8 @@ def pca_code() -> PatchPCA:
 def load_vae(vae: str | None, checkpoint: str | None) -> AutoencoderKL:
     model = AutoencoderKL.from_pretrained(vae or SHIPPED, local_files_only=True, torch_dtype=torch.float32)
     if checkpoint:  # a probe's run before its export: the EMA weights it would export
-        model.load_state_dict(load_file(Path(checkpoint) / "model.safetensors"))
+        state = load_file(Path(checkpoint) / "model.safetensors")  # the stage's VAERoundTrip, or the bare VAE
+        model.load_state_dict({k.removeprefix("vae."): v for k, v in state.items()})
         shadow = load_file(Path(checkpoint) / "ema.safetensors")  # one a trained parameter, in order
         with torch.no_grad():
             for i, parameter in enumerate(model.parameters()):  # the VAE stage trains every one
@@ -121,7 +124,7 @@ def _fidelity(codec, frames: np.ndarray) -> dict[str, float]:
 
 @torch.no_grad()
 def _drift(codec, frames: np.ndarray) -> float | None:
-    if not isinstance(codec, AutoencoderKL):
+    if isinstance(codec, PatchPCA):  # its basis is not turned onto any other code
         return None
     shipped = load_vae(None, None)
     pixels = frames_to_signed(frames)
@@ -133,8 +136,8 @@ def measure(name: str, codec) -> dict:
     torch.set_num_threads(1)
     sets = reconstruction_sets(SIZE, num_frames=256, num_photos=96)
     clips = heldout_clips(NUM_CLIPS, SIZE, FRAMES)
-    truth = np.stack([f for f, _ in clips])
-    actions = [s.action for _, s in clips]
+    truth = np.stack([c.frames for c in clips])
+    actions = [c.spec.action for c in clips]
     videos = round_trip(codec, truth.reshape(-1, SIZE, SIZE, 3)).reshape(truth.shape)
     kept, per_action = _classes(videos, actions)
     cards = np.stack([np.full((SIZE, SIZE, 3), c, np.uint8) for c in CARDS.values()])
@@ -190,11 +193,19 @@ def main() -> None:
     one.add_argument("name")
     one.add_argument("--vae", default=None, help="a VAE folder (default: the ninth release's)")
     one.add_argument("--checkpoint", default=None, help="a training checkpoint's folder (its EMA weights)")
+    one.add_argument("--patch-code", default=None, help="a patch_code.py run's file (its EMA weights)")
     many = commands.add_parser("table")
     many.add_argument("names", nargs="+")
     args = parser.parse_args()
     if args.command == "measure":
-        codec = pca_code() if args.name == "pca" else load_vae(args.vae, args.checkpoint)
+        if args.name == "pca":
+            codec = pca_code()
+        elif args.patch_code:
+            from patch_code import load_code
+
+            codec = load_code(Path(args.patch_code))
+        else:
+            codec = load_vae(args.vae, args.checkpoint)
         print(json.dumps(measure(args.name, codec), indent=2))
     else:
         print(table(args.names))

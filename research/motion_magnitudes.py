@@ -54,10 +54,10 @@ def main() -> None:
         truth, measured, right = [], [], []
         trans, rot, scale = [], [], []
         for i in range(args.clips_per_action):
-            frames, spec = make_clip(
+            clip = make_clip(
                 seed, 10_000 * k + i, args.split, args.size, args.frames, action=action, motion_ranges=ranges
             )
-            motion = estimate_motion(frames)
+            spec, motion = clip.spec, estimate_motion(clip.frames)
             truth.append(edge_displacement(spec))
             measured.append(max(motion.components().values()))
             right.append(motion.label() == ACTION_TO_MOTION[action])

@@ -52,14 +52,14 @@ def cached_clips(path: str, opposite: dict, count: int, scale: float):
 @torch.no_grad()
 def rendered_clips(vae, opposite: dict, count: int, size: int, frames: int):
     """The same from held-out clips rendered now and encoded with `vae`."""
-    clips = [c for c in heldout_clips(4 * count, size, frames) if c[1].action in opposite][:count]
-    pixels = frames_to_signed(np.stack([f for f, _ in clips]))  # (B, F, 3, H, W)
+    clips = [c for c in heldout_clips(4 * count, size, frames) if c.spec.action in opposite][:count]
+    pixels = frames_to_signed(np.stack([c.frames for c in clips]))  # (B, F, 3, H, W)
     latents = encode_frames(vae, pixels) * vae.config.scaling_factor
     return (
         latents,
         pixels[:, 0],
-        [s.action for _, s in clips],
-        [s.object_name for _, s in clips],
+        [c.spec.action for c in clips],
+        [c.spec.object_name for c in clips],
     )
 
 

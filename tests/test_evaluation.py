@@ -507,10 +507,8 @@ def test_synthetic_training_split_and_text_only_variant(tmp_path, capsys, model_
     monkeypatch.setattr(DreamVideoDenoiser, "forward", spy_forward)
 
     clips = training_clips(26, 32, 4)
-    assert [spec.action for _, spec in clips] == ACTION_NAMES * 2
-    assert all(
-        spec.caption != heldout_phrasing_of(spec.action).format(obj=spec.object_name) for _, spec in clips
-    )
+    assert [clip.spec.action for clip in clips] == ACTION_NAMES * 2
+    assert all(c.caption != heldout_phrasing_of(c.spec.action).format(obj=c.spec.object_name) for c in clips)
     common = ["--model", model_dir, "--num", "13", "--steps", "1", "--batch-size", "13", "--photos", "1"]
     runs = {}
     for name, extra in {
@@ -548,6 +546,8 @@ def test_synthetic_suite_scores_a_text_to_video_base(tmp_path, capsys):
     assert code == 0, err
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["variant"] == "no-branch" and metrics["num_frames"] == 8
+    measured = metrics["measured_on"]  # the record names the weights it was measured on
+    assert measured["model"] == str(t2v) and len(measured["fingerprint"]) == 16
     code, _, err = run(capsys, "eval", "synthetic", *common, "--out", tmp_path / "o2")
     assert code == 2 and "text-to-video model" in err and "--variant no-branch" in err
 

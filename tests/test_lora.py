@@ -358,6 +358,7 @@ def test_eval_clips_scores_a_dataset_s_own_motion(tmp_path, capsys, model_dir, a
     assert code == 0, err
     rows = [json.loads(line) for line in (data / "motion.jsonl").read_text().splitlines()]
     assert all(r["action"] == "move_up_right" and r["dx"] > 0 and r["dy"] < 0 for r in rows)
+    records = []
     for flags in ([], ["--lora", adapter_dir / "wave"]):
         out = tmp_path / f"eval{len(flags)}"
         code, stdout, err = run(
@@ -367,9 +368,29 @@ def test_eval_clips_scores_a_dataset_s_own_motion(tmp_path, capsys, model_dir, a
         metrics = json.loads((out / "metrics.json").read_text())
         assert metrics["num_clips"] == 2 and 0 <= metrics["direction_accuracy"] <= 1
         assert metrics["label_accuracy"] is None and "direction_accuracy" in stdout
+        records.append(metrics["measured_on"])
+    # the record names the base model's weights (taken before the adapter is fused) and the adapter
+    assert records[0]["fingerprint"] == records[1]["fingerprint"] and "lora" not in records[0]
+    assert records[1]["lora"] == [{"path": str(adapter_dir / "wave"), "scale": 1.0}]
     for args, message in (
         (["eval", "clips", tmp_path / "nowhere", "--out", tmp_path / "e"], "no motion.jsonl"),
         (["data", "synth", "--out", tmp_path / "d", "--num", "1", "--action", "jump"], "unknown action"),
     ):
         code, _, err = run(capsys, *args)
         assert code == 2 and message in err and not (tmp_path / "e").exists()
+
+
+def test_weights_fingerprint_names_the_weights_not_the_adapters_loaded(lora_pipe):
+    """What eval and bench records name as their model (`measured_on`): every component's
+    weights count (a VAE or decoder change too), an unfused adapter does not."""
+    from dreamvideo.loading import weights_fingerprint
+
+    before = weights_fingerprint(lora_pipe)
+    lora.add_adapter(lora_pipe, lora.LoraSettings(rank=2, modules=["temporal"]), "fingerprint")
+    assert weights_fingerprint(lora_pipe) == before
+    lora_pipe.unload_lora_weights()
+    with torch.no_grad():
+        weight = next(lora_pipe.vae.parameters())
+        weight.add_(1e-3)
+        assert weights_fingerprint(lora_pipe) != before
+        weight.sub_(1e-3)

@@ -550,6 +550,24 @@ def test_gpu_train_default_script_dry_run_on_cpu(tmp_path, model_dir):
     assert bad.returncode == 2
 
 
+def test_vae_stage_module_is_its_round_trip_and_reads_bare_vae_checkpoints(trained):
+    """The VAE stage's module (what DDP wraps) is the loss's whole pass, encode -> decode; a
+    checkpoint written when the module was the AutoencoderKL itself (unprefixed keys) still loads."""
+    from dreamvideo.training.stages import VAERoundTrip, VAEStage
+
+    tmp, _ = trained
+    stage = VAEStage(load_config(write_config(tmp, "vae", 2, out=tmp / "round-trip")), torch.device("cpu"))
+    assert isinstance(stage.module, VAERoundTrip) and stage.module.vae is stage.vae
+    images = stage.make_batch([0])["images"]
+    recon, _ = stage.module(images, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(recon, stage.vae.decode(stage.vae.encode(images).latent_dist.mean).sample)
+    bare = {k: v + 1 for k, v in stage.vae.state_dict().items()}
+    stage.module.load_state_dict(bare)
+    assert all(torch.equal(stage.vae.state_dict()[k], v) for k, v in bare.items())
+    assert set(stage.module.state_dict()) == {f"vae.{k}" for k in bare}
+
+
 def test_vae_anchor_keeps_latents_near_the_init_s(trained):
     """anchor_weight adds the squared distance of the encoder's latents from the [init]
     encoder's (frozen): zero at the start, growing as the encoder moves; refused without an
@@ -570,7 +588,7 @@ def test_vae_anchor_keeps_latents_near_the_init_s(trained):
         stage.loss(stage.module, batch, generator), plain.loss(plain.module, batch, generator)
     )
     with torch.no_grad():
-        stage.module.quant_conv.bias.add_(0.5)
+        stage.vae.quant_conv.bias.add_(0.5)
     moved = stage.loss(stage.module, batch, generator) - plain.loss(stage.module, batch, generator)
     assert moved > 0
     for override in ({"init": {}}, {"stage_options.train_decoder_only": True}):

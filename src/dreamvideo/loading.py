@@ -105,3 +105,40 @@ def load_t2v(path: str | Path, **kwargs):
         raise UserError(f"{path} holds a {index['_class_name']}, not a text-to-video pipeline")
     check_components(path, index)
     return load_folder(TextToVideoSDPipeline, path, "the text-to-video model", **kwargs)
+
+
+def weights_fingerprint(pipe) -> str:
+    """A short hash of every weight of a pipeline's models, in the dtype they were loaded in
+    (adapter layers left out, so loaded LoRAs do not change it): the model a measurement was made
+    on. Every measurement record that eval and bench write carries it (`measured_on`)."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    for component in sorted(pipe.components):
+        module = pipe.components[component]
+        if not isinstance(module, torch.nn.Module):
+            continue
+        for name, tensor in module.state_dict().items():
+            # BERT's pooler, which no pipeline reads (they take the last hidden state), is built at
+            # random when a checkpoint lacks it: it would name the same folder differently each load.
+            if "lora_" in name or (component == "text_encoder" and name.startswith("pooler.")):
+                continue
+            digest.update(f"{component}.{name.replace('.base_layer', '')}:{tuple(tensor.shape)}".encode())
+            digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def measured_on(pipe) -> dict:
+    """What a measurement record names as its model: folder, weights fingerprint, package version."""
+    from . import __version__
+
+    folder = getattr(pipe, "name_or_path", None)
+    if folder and Path(folder).resolve() == DEFAULT_MODEL_DIR:
+        folder = "the shipped default"
+    return {
+        "model": str(folder) if folder else None,
+        "fingerprint": weights_fingerprint(pipe),
+        "dreamvideo": __version__,
+    }

@@ -127,7 +127,7 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
             image_embed_channels=image_embed_channels,
             downscale_factor=vae_scale_factor(t2v.vae.config),
         )
-        return cls(
+        pipe = cls(
             vae=t2v.vae,
             text_encoder=t2v.text_encoder,
             tokenizer=t2v.tokenizer,
@@ -136,6 +136,9 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
             scheduler=t2v.scheduler,
             **pipeline_config,
         )
+        if t2v.name_or_path:  # the folder it came from, as a loaded pipeline records it
+            pipe.register_to_config(_name_or_path=t2v.name_or_path)
+        return pipe
 
     @property
     def denoiser(self) -> DreamVideoDenoiser:

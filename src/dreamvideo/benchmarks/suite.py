@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..data.clip import Clip
+
 README_IMAGE = Path(__file__).resolve().parents[3] / "examples" / "cat.png"  # the repository root's
 README_PROMPT = "the camera zooms in"
 # The prompt sweep timed beside the README's command: one `generate` call, one video each.
@@ -233,16 +235,16 @@ def readme_phases(pipe_loader: Callable[[], object], settings: BenchSettings) ->
 
 
 # ---------------------------------------------------------------------------------- sampling
-def _clip_quality(clips: list, videos: list[np.ndarray]) -> dict:
+def _clip_quality(clips: list[Clip], videos: list[np.ndarray]) -> dict:
     from ..evaluation.motion import action_accuracy
     from ..io.images import frames_to_unit
     from ..metrics import ssim
 
-    refs = frames_to_unit(np.stack([f[0] for f, _ in clips]))
+    refs = frames_to_unit(np.stack([clip.frames[0] for clip in clips]))
     firsts = frames_to_unit(np.stack([v[0] for v in videos]))
     return {
         "first_frame_ssim": round(float(ssim(firsts, refs)), 4),
-        "action_accuracy": action_accuracy(videos, [spec.action for _, spec in clips])[0],
+        "action_accuracy": action_accuracy(videos, [clip.spec.action for clip in clips])[0],
     }
 
 
@@ -269,19 +271,19 @@ def compare_naive_and_default(pipe, settings: BenchSettings) -> dict:
         width // pipe.vae_scale_factor,
     )
     naive_videos, default_videos, naive_times, default_times = [], [], [], []
-    for k, (frames, spec) in enumerate(clips):
+    for k, clip in enumerate(clips):
         noise = torch.randn(shape, generator=torch.Generator().manual_seed(EVAL_SEED + k))
-        image = image_to_tensor(Image.fromarray(frames[0]))
+        image = image_to_tensor(Image.fromarray(clip.frames[0]))
 
         start = time.perf_counter()
         latents = reference_sample(
-            pipe, image, spec.caption, noise, settings.naive_steps, "image+text", s_img, s_txt, DDIMScheduler
+            pipe, image, clip.caption, noise, settings.naive_steps, "image+text", s_img, s_txt, DDIMScheduler
         )
         naive_videos.append(tensor_to_images(pipe.decode_latents(latents)[0].transpose(0, 1)))
         naive_times.append(time.perf_counter() - start)
 
         start = time.perf_counter()
-        out = pipe(image, spec.caption, latents=noise, output_type="pt", **kwargs).frames[0]
+        out = pipe(image, clip.caption, latents=noise, output_type="pt", **kwargs).frames[0]
         default_times.append(time.perf_counter() - start)
         default_videos.append((out.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy())
     naive_seconds, seconds = float(np.mean(naive_times)), float(np.mean(default_times))
@@ -480,6 +482,7 @@ def plot_scaling(scaling: dict, path: Path) -> Path:
 # ---------------------------------------------------------------------------------- the run
 def run_benchmark(model: Path | None, out_dir: Path, settings: BenchSettings, log=print) -> dict:
     """Every measurement above; writes out_dir/bench.json, bench.md and scaling.png."""
+    from ..loading import measured_on
     from ..pipeline import load_pipeline
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -492,7 +495,6 @@ def run_benchmark(model: Path | None, out_dir: Path, settings: BenchSettings, lo
             "python": platform.python_version(),
         },
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
-        "model": str(model) if model else "the shipped default",
     }
     log("measuring this machine's fp32 matmul peak")
     peak = matmul_peak_flops()
@@ -506,6 +508,7 @@ def run_benchmark(model: Path | None, out_dir: Path, settings: BenchSettings, lo
         results["startup"]["overhead"] = startup_overhead(results["startup"], results["readme_phases"])
     pipe = load_pipeline(model)
     pipe.set_progress_bar_config(disable=True)
+    results["measured_on"] = measured_on(pipe)
     log(f"naive reference vs default path on {settings.num_clips} held-out clips")
     results["naive_vs_default"] = compare_naive_and_default(pipe, settings)
     log("diffusers' TextToVideoSDPipeline vs ours")
@@ -584,7 +587,7 @@ def summary_markdown(r: dict) -> str:
         "",
         f"Machine: {m['cpu_count']} CPUs ({m['cpu']}), {m['torch_threads']} torch threads, "
         f"torch {m['torch']}, fp32 matmul peak {m['fp32_matmul_peak_flops'] / 1e9:.1f} GFLOP/s. "
-        f"Model: {r['model']}.",
+        f"Model: {r['measured_on']['model']} (weights {r['measured_on']['fingerprint']}).",
         "",
         f"## Sampling: naive reference vs default ({c['num_clips']} held-out clips)",
         "",

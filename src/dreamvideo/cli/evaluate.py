@@ -74,12 +74,15 @@ def eval_clips(
     if not (dataset / "motion.jsonl").is_file():
         raise UserError(f"{dataset} has no motion.jsonl: write one with `dreamvideo data synth`")
     from ..evaluation.clips import evaluate_clips
+    from ..loading import measured_on
     from ..pipeline import load_pipeline
 
     pipe = load_pipeline(model)
+    record = measured_on(pipe)  # the base model's weights, before adapters are fused into them
     if loras:
         _load_adapters(pipe, loras, weights)
-    metrics = evaluate_clips(pipe, dataset, out, num, steps, batch_size)
+        record["lora"] = [{"path": str(p), "scale": w} for p, w in zip(loras, weights, strict=True)]
+    metrics = evaluate_clips(pipe, dataset, out, num, steps, batch_size, model_record=record)
     for key in (
         "direction_accuracy",
         "label_accuracy",

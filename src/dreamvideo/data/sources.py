@@ -31,7 +31,7 @@ class SyntheticSource:
     def clip(self, index: int) -> Clip:
         if self.num_clips:
             index %= self.num_clips
-        frames, spec = make_clip(
+        return make_clip(
             self.seed,
             index,
             self.split,
@@ -41,7 +41,6 @@ class SyntheticSource:
             train_phrasings=self.train_phrasings,
             speed_words=self.speed_words,
         )
-        return Clip(frames, spec.caption, spec)
 
 
 def make_source(data) -> ClipSource:

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from .clip import Clip
+
 # action -> (kind, phrasings). The last phrasing of each action is held out of training; its words
 # (drifts, floats, sinks, revolves, swells, dwindles, sweeps, pushes in, pulls away, remains
 # motionless) are in no training phrasing. Training captions use the other 15
@@ -540,8 +542,8 @@ def make_clip(
     train_phrasings: int = 0,
     speed_words: bool = False,
     speed_word: str | None = None,
-) -> tuple[np.ndarray, ClipSpec]:
-    """Render clip `index` of a split: ((F, size, size, 3) uint8 frames, its spec). Every
+) -> Clip:
+    """Render clip `index` of a split: its (F, size, size, 3) uint8 frames, caption and spec. Every
     random draw comes from one stream seeded by (seed, split, index), in a fixed order.
     `motion_ranges` names a `MOTION_RANGES` entry; `train_phrasings` (0: all) is how many of each
     action's training phrasings captions are drawn from. `speed_words` draws a `SPEED_WORDS`
@@ -567,12 +569,12 @@ def make_clip(
     if action == "still":  # nothing moves: no speed to name
         speed_word = None
     caption = with_speed_word(caption.format(obj=object_name), speed_word or "")
-    spec = ClipSpec(action, caption, object_name, num_frames, size)
     factor = SPEED_WORDS[speed_word or ""]
-    path = _trajectory(rng, action, size, num_frames, spec, MOTION_RANGES[motion_ranges], factor)
+    path, truth = _trajectory(rng, action, size, num_frames, MOTION_RANGES[motion_ranges], factor)
     if speed_word is not None:
-        spec.meta["speed_word"] = speed_word
-    return _render(background, sprite, path, size, canvas_size), spec
+        truth["meta"]["speed_word"] = speed_word
+    spec = ClipSpec(action, caption, object_name, num_frames, size, **truth)
+    return Clip(_render(background, sprite, path, size, canvas_size), caption, spec)
 
 
 def with_speed_word(caption: str, word: str) -> str:
@@ -637,18 +639,18 @@ def _trajectory(
     action: str,
     size: int,
     num_frames: int,
-    spec: ClipSpec,
     ranges: dict,
     factor: float = 1.0,
-) -> _Path:
-    """The action's object and camera motion, its amount scaled by a speed word's `factor`;
-    records its per-frame size in `spec`."""
+) -> tuple[_Path, dict]:
+    """The action's object and camera motion, its amount scaled by a speed word's `factor`, and
+    its ground truth (`ClipSpec`'s dx, dy, rotation_deg, scale_rate and meta)."""
     last, t = num_frames - 1, np.arange(num_frames)
     speed = rng.uniform(1.5, 3.0) * size / 64  # output pixels per frame
     speed = min(speed * factor, SPEED_CAPS["speed"] * size / 64)
     base_size = rng.uniform(0.28, 0.42) * size
     rotation0 = rng.uniform(-20, 20) if action not in ROTATIONS else rng.uniform(0, 360)
     centre = np.full(num_frames, size / 2.0)
+    truth: dict = {}
     path = _Path(
         centre,
         centre.copy(),
@@ -666,9 +668,9 @@ def _trajectory(
         track = float(np.clip(start, margin, size - margin)) + sign * speed * t
         other = np.full(num_frames, rng.uniform(margin, size - margin))
         if action in ("move_left", "move_right"):
-            path.obj_x, path.obj_y, spec.dx = track, other, sign * speed
+            path.obj_x, path.obj_y, truth["dx"] = track, other, sign * speed
         else:
-            path.obj_x, path.obj_y, spec.dy = other, track, sign * speed
+            path.obj_x, path.obj_y, truth["dy"] = other, track, sign * speed
     else:
         path.obj_x += rng.uniform(-0.15, 0.15) * size
         path.obj_y += rng.uniform(-0.15, 0.15) * size
@@ -679,26 +681,26 @@ def _trajectory(
         x0 = margin + rng.uniform(0, max(size - 2 * margin - travel, 0)) + (travel if sx < 0 else 0)
         y0 = margin + rng.uniform(0, max(size - 2 * margin - travel, 0)) + (travel if sy < 0 else 0)
         path.obj_x, path.obj_y = x0 + sx * step * t, y0 + sy * step * t
-        spec.dx, spec.dy = sx * step, sy * step
+        truth["dx"], truth["dy"] = sx * step, sy * step
     if action in ROTATIONS:
         rate = min(rng.uniform(*ranges["rotation_deg"]) * factor, SPEED_CAPS["rotation_deg"])
         rate *= 1 if action == "rotate_cw" else -1
-        path.obj_rot, spec.rotation_deg = rotation0 + rate * t, rate
+        path.obj_rot, truth["rotation_deg"] = rotation0 + rate * t, rate
     if action in ("grow", "shrink"):
         total = min(rng.uniform(*ranges["object_scale_total"]) ** factor, SPEED_CAPS["total"])
         rate = total ** (1 / last) if action == "grow" else total ** (-1 / last)
-        path.obj_scale, spec.scale_rate = rate**t, rate
+        path.obj_scale, truth["scale_rate"] = rate**t, rate
         path.base_size = base_size * (ranges["grow_start_size"][0] if action == "grow" else 1.3)
     if action in ("pan_left", "pan_right"):
         direction = 1 if action == "pan_left" else -1  # the camera pans left: content moves right
-        path.cam_dx, spec.dx = -direction * speed * t, direction * speed
+        path.cam_dx, truth["dx"] = -direction * speed * t, direction * speed
     if action in ("zoom_in", "zoom_out"):
         total = min(rng.uniform(*ranges["zoom_total"]) ** factor, SPEED_CAPS["total"])
         rate = total ** (1 / last) if action == "zoom_in" else total ** (-1 / last)
         path.cam_zoom = (1.0 if action == "zoom_in" else total**0.5) * rate**t
-        spec.scale_rate = rate
-    spec.meta = {"speed": float(speed), "object_size": float(path.base_size)}
-    return path
+        truth["scale_rate"] = rate
+    truth["meta"] = {"speed": float(speed), "object_size": float(path.base_size)}
+    return path, truth
 
 
 def _render(
@@ -768,9 +770,10 @@ def write_dataset(
             writer = csv.writer(captions)
             writer.writerow(["path", "caption"])
             for i in range(num):
-                frames, spec = make_clip(seed, i, split, size, num_frames, action=action)
+                clip = make_clip(seed, i, split, size, num_frames, action=action)
+                spec = clip.spec
                 name = f"clips/{i:06d}.mp4"
-                write_video(frames, tmp / name, fps=fps)
+                write_video(clip.frames, tmp / name, fps=fps)
                 writer.writerow([name, spec.caption])
                 motion.write(
                     json.dumps({"path": name, "split": split, "seed": seed, "index": i, **spec_dict(spec)})

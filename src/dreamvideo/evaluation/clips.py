@@ -25,6 +25,7 @@ from ..errors import UserError
 from ..io.files import check_regular_file, read_json_lines
 from ..io.video import read_video
 from ..limits import is_finite_number
+from ..loading import measured_on
 from .motion import ACTION_TO_MOTION, Motion, estimate_motion
 from .synthetic import _SuiteSampler
 
@@ -68,8 +69,11 @@ def evaluate_clips(
     num: int | None = None,
     steps: int | None = None,
     batch_size: int = 8,
+    model_record: dict | None = None,
 ) -> dict:
-    """Generate from each clip's first frame and caption; writes out_dir/metrics.json."""
+    """Generate from each clip's first frame and caption; writes out_dir/metrics.json.
+    `model_record` is what the record names as its model (default: `loading.measured_on(pipe)`;
+    give the base's, taken before adapters were fused, with the adapters added)."""
     rows = read_motion_dataset(folder, num)
     pipe.set_progress_bar_config(disable=True)
     num_frames = len(rows[0]["frames"])
@@ -96,6 +100,7 @@ def evaluate_clips(
         "mean_true_dx": float(np.mean([r["dx"] for r in rows])),
         "mean_true_dy": float(np.mean([r["dy"] for r in rows])),
         "seconds": round(time.perf_counter() - started, 1),
+        "measured_on": model_record or measured_on(pipe),
     }
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

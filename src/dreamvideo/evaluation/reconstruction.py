@@ -27,7 +27,7 @@ def reconstruction_sets(
     from .synthetic import EVAL_SEED, heldout_clips  # the suite's own held-out inputs
 
     clips = heldout_clips((num_frames + 1) // 2, size, 8)
-    synthetic = [frames[k] for frames, _ in clips for k in (0, len(frames) // 2)][:num_frames]
+    synthetic = [clip.frames[k] for clip in clips for k in (0, len(clip.frames) // 2)][:num_frames]
     photos = []
     for k in range(num_photos):  # the suite's photo crops (evaluation/synthetic.py)
         rng = np.random.default_rng([EVAL_SEED, k, 99])

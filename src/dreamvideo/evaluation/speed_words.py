@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from ..data.synthetic import ACTION_NAMES, SPEED_WORDS, make_clip, with_speed_word
 from ..io.images import unit_to_uint8
+from ..loading import measured_on
 from .motion import Motion, estimate_motion
 from .synthetic import EVAL_SEED, motion_along
 
@@ -61,8 +62,8 @@ def evaluate_speed_words(
             for i in group
             for w in words
         }
-        references = [clips[i, ""][0][0] for i in group for _ in words]
-        captions = [with_speed_word(clips[i, ""][1].caption, w) for i in group for w in words]
+        references = [clips[i, ""].frames[0] for i in group for _ in words]
+        captions = [with_speed_word(clips[i, ""].caption, w) for i in group for w in words]
         # one noise a clip, shared by its three words: only the word differs
         shape = (
             1,
@@ -83,20 +84,20 @@ def evaluate_speed_words(
             latents=latents,
         ).frames
         for k, i in enumerate(group):
-            action = clips[i, ""][1].action
+            action = clips[i, ""].spec.action
             videos_of_clip = videos[k * len(words) : (k + 1) * len(words)]
             generated = {
                 w: speed_along(action, estimate_motion(unit_to_uint8(v)))
                 for w, v in zip(words, videos_of_clip, strict=True)
             }
-            data = {w: speed_along(action, estimate_motion(clips[i, w][0])) for w in words}
-            caption = clips[i, ""][1].caption
+            data = {w: speed_along(action, estimate_motion(clips[i, w].frames)) for w in words}
+            caption = clips[i, ""].caption
             rows.append(
                 {"clip": i, "action": action, "caption": caption, "speed": generated, "data_speed": data}
             )
         progress.update(len(group) * len(words))
     progress.close()
-    result = _summary(rows, steps or pipe.default_num_inference_steps)
+    result = _summary(rows, steps or pipe.default_num_inference_steps) | {"measured_on": measured_on(pipe)}
     if out is not None:
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..data.clip import Clip
 from ..data.synthetic import (
     ACTION_NAMES,
     DEFAULT_MOTION_RANGES,
@@ -51,6 +52,7 @@ from ..data.synthetic import (
     training_phrasings,
 )
 from ..io.images import frames_to_unit, tensor_to_images, unit_to_uint8
+from ..loading import measured_on
 from ..metrics import psnr, ssim
 from . import SPLITS, VARIANTS
 from .motion import (
@@ -155,7 +157,7 @@ def heldout_clips(
     num_frames: int,
     heldout_phrasing: bool = True,
     motion_ranges: str = DEFAULT_MOTION_RANGES,
-) -> list:
+) -> list[Clip]:
     """Held-out clips (seeds, photographs, phrasings never trained on), actions balanced.
     `heldout_phrasing=False` captions the same clips with training phrasings."""
     return [
@@ -181,14 +183,14 @@ def training_clips(
     pool: int = 2500,
     motion_ranges: str = DEFAULT_MOTION_RANGES,
     train_phrasings: int = 0,
-) -> list:
+) -> list[Clip]:
     """Clips the default recipe trained on (data seed 0, the first `pool` indices, training
     phrasings), actions balanced: the over-/under-fitting check beside `heldout_clips`."""
-    by_action: dict[str, list] = defaultdict(list)
+    by_action: dict[str, list[Clip]] = defaultdict(list)
     data = {"motion_ranges": motion_ranges, "train_phrasings": train_phrasings}
     for i in range(pool):
-        frames, spec = make_clip(seed, i, "train", size, num_frames, **data)
-        by_action[spec.action].append((frames, spec))
+        clip = make_clip(seed, i, "train", size, num_frames, **data)
+        by_action[clip.spec.action].append(clip)
         if all(len(by_action[a]) * len(ACTION_NAMES) >= num for a in ACTION_NAMES):
             break
     picked = [by_action[ACTION_NAMES[i % len(ACTION_NAMES)]][i // len(ACTION_NAMES)] for i in range(num)]
@@ -232,7 +234,7 @@ def evaluate_synthetic(
     data = {"motion_ranges": motion_ranges, "train_phrasings": train_phrasings}
     suite = _Suite.build(split, num, size, num_frames, num_pairs, num_photos, data)
     with tqdm(total=suite.total_videos, desc="eval synthetic", dynamic_ncols=True) as progress:
-        videos = sampler(suite.references, [spec.caption for _, spec in suite.clips], progress)
+        videos = sampler(suite.references, [clip.caption for clip in suite.clips], progress)
         pair_videos = sampler(*suite.pair_requests(split), progress)
         photo_requests = [r for r in suite.photo_refs for _ in CAMERA_PROMPTS]
         photo_prompts = [CAMERA_PROMPTS[a] for _ in suite.photo_refs for a in CAMERA_PROMPTS]
@@ -253,6 +255,7 @@ def evaluate_synthetic(
         "real_photo_first_frame_ssim": _mean_ssim(*_first_frames(photo_requests, photo_videos)),
         **_motion_control(suite, videos, pair_videos, photo_videos),
         "seconds": round(time.perf_counter() - started, 1),
+        "measured_on": measured_on(pipe),
     }
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     _sample_sheet(suite.clips, videos, out_dir / "samples.png")
@@ -263,7 +266,7 @@ def evaluate_synthetic(
 class _Suite:
     """The suite's inputs: clips, opposite-prompt pairs on their images, photo crops."""
 
-    clips: list
+    clips: list[Clip]
     pair_sources: list[tuple[int, str, str]]  # (clip, action, opposite action)
     photo_refs: list[np.ndarray]
 
@@ -284,7 +287,7 @@ class _Suite:
         else:
             ranges = data.get("motion_ranges", DEFAULT_MOTION_RANGES)
             clips = heldout_clips(num, size, num_frames, split == "heldout", motion_ranges=ranges)
-        pairs = [(i, a, b) for i in range(num) for a, b in OPPOSITES if clips[i][1].action == a]
+        pairs = [(i, a, b) for i in range(num) for a, b in OPPOSITES if clips[i].spec.action == a]
         pairs = pairs[: num_pairs if num_pairs is not None else max(12, num // 4)]
         photos = TRAIN_PHOTOS if split == "train" else HELDOUT_PHOTOS
         photo_refs = []
@@ -295,7 +298,7 @@ class _Suite:
 
     @property
     def references(self) -> list[np.ndarray]:
-        return [frames[0] for frames, _ in self.clips]
+        return [clip.frames[0] for clip in self.clips]
 
     @property
     def total_videos(self) -> int:
@@ -306,13 +309,13 @@ class _Suite:
         the held-out split, a trained one)."""
         refs, prompts = [], []
         for i, a, b in self.pair_sources:
-            _, spec = self.clips[i]
+            clip = self.clips[i]
             for action in (a, b):
                 phrasing = (
                     heldout_phrasing_of(action) if split == "heldout" else training_phrasings(action)[0]
                 )
-                prompts.append(phrasing.format(obj=spec.object_name))
-                refs.append(self.clips[i][0][0])
+                prompts.append(phrasing.format(obj=clip.spec.object_name))
+                refs.append(clip.frames[0])
         return refs, prompts
 
 
@@ -349,10 +352,10 @@ def _motion_control(suite: _Suite, videos: list, pair_videos: list, photo_videos
     """Action accuracy (overall, per action, confusion), opposite pairs, real-photo camera motion,
     temporal consistency, and the estimator's own accuracy on the ground truth."""
     clips = suite.clips
-    actions = [spec.action for _, spec in clips]
+    actions = [clip.spec.action for clip in clips]
     truth = [ACTION_TO_MOTION[a] for a in actions]
     measured = [estimate_motion(v).label() for v in videos]
-    estimator = [estimate_motion(frames).label() for frames, _ in clips]
+    estimator = [estimate_motion(clip.frames).label() for clip in clips]
     confusion = {t: Counter() for t in MOTION_CLASSES}
     for t, m in zip(truth, measured, strict=True):
         confusion[t][m] += 1
@@ -381,16 +384,16 @@ def _motion_control(suite: _Suite, videos: list, pair_videos: list, photo_videos
         "estimator_accuracy_on_ground_truth": float(
             np.mean([t == e for t, e in zip(truth, estimator, strict=True)])
         ),
-        "ground_truth_temporal_consistency": float(np.mean([temporal_consistency(f) for f, _ in clips])),
+        "ground_truth_temporal_consistency": float(np.mean([temporal_consistency(c.frames) for c in clips])),
         "confusion_matrix": {t: {m: confusion[t][m] for m in MOTION_CLASSES} for t in MOTION_CLASSES},
     }
 
 
-def _sample_sheet(clips, videos, path: Path, rows: int = 13) -> None:
+def _sample_sheet(clips: list[Clip], videos: list, path: Path, rows: int = 13) -> None:
     """One row per action: the ground-truth clip above the generated video."""
     lines = []
-    for (frames, _), video in list(zip(clips, videos, strict=True))[:rows]:
-        lines += [np.concatenate(list(frames), 1), np.concatenate(list(video), 1)]
+    for clip, video in list(zip(clips, videos, strict=True))[:rows]:
+        lines += [np.concatenate(list(clip.frames), 1), np.concatenate(list(video), 1)]
     Image.fromarray(np.concatenate(lines, 0)).save(path)
 
 
@@ -413,16 +416,16 @@ def sweep_guidance(
     pipe.set_progress_bar_config(disable=True)
     num_frames = num_frames or pipe.config.default_num_frames
     clips = heldout_clips(num, pipe.default_size[0], num_frames)
-    references = [frames[0] for frames, _ in clips]
+    references = [clip.frames[0] for clip in clips]
     refs = frames_to_unit(np.stack(references))
-    actions = [spec.action for _, spec in clips]
+    actions = [clip.spec.action for clip in clips]
     rows = []
     grid = [(si, st) for si in image_scales for st in text_scales]
     steps = steps or pipe.default_num_inference_steps
     with tqdm(total=len(grid) * num, desc="guidance sweep", dynamic_ncols=True) as progress:
         for si, st in grid:
             sampler = _SuiteSampler(pipe, num_frames, steps, si, st, batch_size)
-            videos = sampler(references, [spec.caption for _, spec in clips], progress)
+            videos = sampler(references, [clip.caption for clip in clips], progress)
             firsts = frames_to_unit(np.stack([v[0] for v in videos]))
             rows.append(
                 {
@@ -433,9 +436,8 @@ def sweep_guidance(
                     "temporal_consistency": float(np.mean([temporal_consistency(v) for v in videos])),
                 }
             )
-    (out_dir / "sweep.json").write_text(
-        json.dumps({"num_clips": num, "steps": steps, "grid": rows}, indent=2) + "\n"
-    )
+    record = {"num_clips": num, "steps": steps, "grid": rows, "measured_on": measured_on(pipe)}
+    (out_dir / "sweep.json").write_text(json.dumps(record, indent=2) + "\n")
     from .report import plot_sweep
 
     plot_sweep(rows, out_dir / "sweep.png")

@@ -63,6 +63,11 @@ def on_generator(generator: torch.Generator) -> dict[str, Any]:
 
 
 class Stage:
+    """One way to be data-parallel safe: `module` is the one nn.Module the trainer wraps (DDP
+    synchronises gradients only through its `forward`), and its forward is the loss's whole
+    differentiable pass (VAE: `VAERoundTrip`; t2v: the UNet; i2v: `DreamVideoDenoiser`; decoder:
+    `ReferenceAwareDecoder`). `loss` calls `module(...)` once and never reaches past it."""
+
     name = ""
     module: nn.Module
 
@@ -103,6 +108,34 @@ class Stage:
         }
 
 
+class VAERoundTrip(nn.Module):
+    """The VAE stage's module: encode, take the posterior's mean (or a sample), decode."""
+
+    def __init__(self, vae: AutoencoderKL, sample_posterior: bool = False, encoder_frozen: bool = False):
+        super().__init__()
+        self.vae, self.sample_posterior, self.encoder_frozen = vae, sample_posterior, encoder_frozen
+        # Checkpoints written when the stage's module was the VAE itself have unprefixed keys.
+        self.register_load_state_dict_pre_hook(self._prefix_bare_keys)
+
+    @staticmethod
+    def _prefix_bare_keys(module, state_dict, prefix, *args) -> None:
+        parts = ("encoder.", "decoder.", "quant_conv.", "post_quant_conv.")
+        for key in [k for k in state_dict if k.startswith(tuple(prefix + p for p in parts))]:
+            state_dict[f"{prefix}vae.{key[len(prefix) :]}"] = state_dict.pop(key)
+
+    def forward(self, images: torch.Tensor, generator: torch.Generator):
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.encoder_frozen):
+            posterior = self.vae.encode(images).latent_dist
+        if self.sample_posterior:
+            noise = torch.randn(posterior.mean.shape, **on_generator(generator))
+            latents = posterior.mean + posterior.std * noise
+        else:
+            # The diffusion stages use the posterior mean; training on it avoids the unit-variance
+            # sampling noise of a fresh encoder, which drowns colour early in training.
+            latents = posterior.mean
+        return self.vae.decode(latents).sample, posterior
+
+
 class VAEStage(Stage):
     name = "vae"
 
@@ -112,11 +145,11 @@ class VAEStage(Stage):
         # [init] vae: continue a VAE folder; neither: a new VAE shaped by [model].
         self.init_pipeline = config.init.get("dreamvideo")
         if self.init_pipeline:
-            self.module = _load_vae(str(Path(self.init_pipeline) / "vae")).to(device)
+            vae = _load_vae(str(Path(self.init_pipeline) / "vae"))
         else:
             model = config.model_table()
             levels = len(model.block_out_channels)
-            self.module = AutoencoderKL(
+            vae = AutoencoderKL(
                 in_channels=3,
                 out_channels=3,
                 down_block_types=("DownEncoderBlock2D",) * levels,
@@ -126,29 +159,26 @@ class VAEStage(Stage):
                 latent_channels=model.latent_channels,
                 norm_num_groups=model.norm_num_groups,
                 sample_size=config.data.size,
-            ).to(device)
+            )
             if "vae" in config.init:  # warm start: continue training an existing VAE
-                self.module.load_state_dict(_load_vae(config.init["vae"]).state_dict())
+                vae.load_state_dict(_load_vae(config.init["vae"]).state_dict())
+        self.vae = vae.to(device)
         self.anchor_weight = float(self.options.anchor_weight)
         self.anchor = None
         if self.anchor_weight:  # a frozen copy of the init's encoder, the latents to stay near
-            self.anchor = copy.deepcopy(self.module).requires_grad_(False).eval()
+            self.anchor = copy.deepcopy(self.vae).requires_grad_(False).eval()
             del self.anchor.decoder, self.anchor.post_quant_conv
-            self.anchor_scale = float(self.module.config.scaling_factor)
-        # Data parallelism (DDP) synchronises gradients only through `forward`: the loss's
-        # encode -> decode pass is this instance's forward (the class, and so the exported
-        # folder and the checkpoint keys, stay AutoencoderKL's).
-        self.module.forward = self._reconstruct
+            self.anchor_scale = float(self.vae.config.scaling_factor)
         self.frames_per_clip = int(self.options.frames_per_clip)
         self.ssim_weight = float(self.options.ssim_weight)
         self.kl_weight = float(self.options.kl_weight)
-        self.sample_posterior = bool(self.options.sample_posterior)
         self.decoder_only = bool(self.options.train_decoder_only)
         if self.decoder_only:
             if not config.init:
                 raise UserError(f"{config.config_path}: train_decoder_only needs [init] vae or dreamvideo")
-            self.module.encoder.requires_grad_(False)
-            self.module.quant_conv.requires_grad_(False)
+            self.vae.encoder.requires_grad_(False)
+            self.vae.quant_conv.requires_grad_(False)
+        self.module = VAERoundTrip(self.vae, bool(self.options.sample_posterior), self.decoder_only)
         self.photo_crops = int(self.options.photo_crops_per_batch)
         if self.photo_crops < 0:
             raise UserError(f"{config.config_path}: photo_crops_per_batch must be 0 or more")
@@ -180,19 +210,6 @@ class VAEStage(Stage):
             crops.append(crop[:, ::-1] if rng.random() < 0.5 else crop)
         return np.ascontiguousarray(np.stack(crops))
 
-    def _reconstruct(self, images: torch.Tensor, generator: torch.Generator):
-        vae = self.module
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.decoder_only):
-            posterior = vae.encode(images).latent_dist
-        if self.sample_posterior:
-            noise = torch.randn(posterior.mean.shape, **on_generator(generator))
-            latents = posterior.mean + posterior.std * noise
-        else:
-            # The diffusion stages use the posterior mean; training on it avoids the unit-variance
-            # sampling noise of a fresh encoder, which drowns colour early in training.
-            latents = posterior.mean
-        return vae.decode(latents).sample, posterior
-
     def loss(self, module, batch, generator):
         images = batch["images"]
         recon, posterior = module(images, generator)
@@ -209,7 +226,7 @@ class VAEStage(Stage):
 
     @torch.no_grad()
     def export(self, output_dir: Path) -> Path:
-        vae = self.module.eval()
+        vae = self.vae.eval()
         if not self.decoder_only:  # a frozen encoder keeps its latent space, and so its scale
             # Scale latents to unit variance for the diffusion stages (as Stable Diffusion's 0.18215).
             batch = self.make_batch(list(range(10_000_000, 10_000_000 + 64)))["images"]
