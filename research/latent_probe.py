@@ -13,6 +13,7 @@ per 8×8×3 patch fitted on the frames of 400 training clips.
         --checkpoint runs/probes/latent/NAME/checkpoints/step-0001000
     python research/latent_probe.py measure patch@750 --patch-code runs/probes/latent/patch/step-0000750.pt
     python research/latent_probe.py table shipped pca longer anchored
+    python research/latent_probe.py rotation --patch-code runs/probes/latent/patch/step-0002250.pt
 
 Each measure is of the round trip (encode to the posterior mean, decode):
 - SSIM and PSNR on held-out frames and unseen-photo crops (`evaluation.reconstruction`'s sets);
@@ -159,6 +160,30 @@ def measure(name: str, codec) -> dict:
     return record
 
 
+@torch.no_grad()
+def rotation_clips(codecs: dict[str, object]) -> str:
+    """Per rotation clip of the held-out set: its true rate and object size, and the motion the
+    suite's estimator reads (class, rotation at the region's edge px / frame, largest other
+    component) from the ground truth and from each code's round trip."""
+    from dreamvideo.evaluation.motion import estimate_motion
+
+    rotations = ("rotate_cw", "rotate_ccw")
+    clips = [c for c in heldout_clips(NUM_CLIPS, SIZE, FRAMES) if c.spec.action in rotations]
+    lines = ["| clip | truth °/frame, size px | " + " | ".join(["ground truth", *codecs]) + " |"]
+    lines.append("|---" * (len(codecs) + 3) + "|")
+    for clip in clips:
+        cells = []
+        for codec in [None, *codecs.values()]:
+            frames = clip.frames if codec is None else round_trip(codec, clip.frames)
+            motion = estimate_motion(frames)
+            parts = motion.components()
+            other = max(parts["translation"], parts["scale"])
+            cells.append(f"{motion.label()} {parts['rotation']:.2f} / {other:.2f}")
+        truth = f"{clip.spec.rotation_deg:+.1f}, {clip.spec.meta['object_size']:.0f}"
+        lines.append(f"| {clip.spec.action} | {truth} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def table(names: list[str]) -> str:
     records = [json.loads((KEPT / f"{n}.json").read_text()) for n in names]
     per = sorted({a for r in records for a in r["motion class kept per action"]})
@@ -196,6 +221,8 @@ def main() -> None:
     one.add_argument("--patch-code", default=None, help="a patch_code.py run's file (its EMA weights)")
     many = commands.add_parser("table")
     many.add_argument("names", nargs="+")
+    rotations = commands.add_parser("rotation", help="per rotation clip: what each round trip keeps")
+    rotations.add_argument("--patch-code", default=None, help="a patch_code.py run's file")
     args = parser.parse_args()
     if args.command == "measure":
         if args.name == "pca":
@@ -207,6 +234,13 @@ def main() -> None:
         else:
             codec = load_vae(args.vae, args.checkpoint)
         print(json.dumps(measure(args.name, codec), indent=2))
+    elif args.command == "rotation":
+        codecs: dict[str, object] = {"shipped VAE": load_vae(None, None), "pca": pca_code()}
+        if args.patch_code:
+            from patch_code import load_code
+
+            codecs["patch code"] = load_code(Path(args.patch_code))
+        print(rotation_clips(codecs))
     else:
         print(table(args.names))
 
