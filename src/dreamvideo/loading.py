@@ -107,27 +107,34 @@ def load_t2v(path: str | Path, **kwargs):
     return load_folder(TextToVideoSDPipeline, path, "the text-to-video model", **kwargs)
 
 
-def weights_fingerprint(pipe) -> str:
-    """A short hash of every weight of a pipeline's models, in the dtype they were loaded in
-    (adapter layers left out, so loaded LoRAs do not change it): the model a measurement was made
-    on. Every measurement record that eval and bench write carries it (`measured_on`)."""
+def state_fingerprint(pipe, components, sample: int | None = None) -> str:
+    """A short hash of the named components' weights (names, shapes and values in float32), adapter
+    layers left out so that loaded LoRAs do not change it. `sample` hashes that many strided
+    values of each tensor instead of all of them."""
     import hashlib
 
-    import torch
-
     digest = hashlib.sha256()
-    for component in sorted(pipe.components):
-        module = pipe.components[component]
-        if not isinstance(module, torch.nn.Module):
-            continue
-        for name, tensor in module.state_dict().items():
+    for component in components:
+        for name, tensor in getattr(pipe, component).state_dict().items():
             # BERT's pooler, which no pipeline reads (they take the last hidden state), is built at
             # random when a checkpoint lacks it: it would name the same folder differently each load.
             if "lora_" in name or (component == "text_encoder" and name.startswith("pooler.")):
                 continue
+            flat = tensor.detach().flatten()
+            if sample:
+                flat = flat[:: max(1, flat.numel() // sample)][:sample]
             digest.update(f"{component}.{name.replace('.base_layer', '')}:{tuple(tensor.shape)}".encode())
-            digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+            digest.update(flat.float().cpu().numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def weights_fingerprint(pipe) -> str:
+    """Every weight of a pipeline's models: the model a measurement was made on. Every record that
+    eval and bench write carries it (`measured_on`)."""
+    import torch
+
+    modules = sorted(name for name, part in pipe.components.items() if isinstance(part, torch.nn.Module))
+    return state_fingerprint(pipe, modules)
 
 
 def measured_on(pipe) -> dict:

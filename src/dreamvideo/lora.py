@@ -16,7 +16,6 @@ helpers, applied to each component.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -30,6 +29,7 @@ import torch
 
 from .errors import UserError
 from .limits import MAX_LORA_SCALE, is_finite_number
+from .loading import state_fingerprint
 
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"  # diffusers' LORA_WEIGHT_NAME_SAFE
 ADAPTER_METADATA_KEY = "lora_adapter_metadata"  # diffusers' LORA_ADAPTER_METADATA_KEY
@@ -93,16 +93,7 @@ def base_fingerprint(pipe) -> str:
     """A short hash of the denoiser's base weights (names, shapes and a strided sample of each
     tensor, in float32): an adapter records the one it was trained on. Adapter layers are left
     out, so the fingerprint reads the same with adapters loaded (unfused)."""
-    digest = hashlib.sha256()
-    for component in COMPONENTS:
-        for name, tensor in getattr(pipe, component).state_dict().items():
-            if "lora_" in name:
-                continue
-            flat = tensor.detach().flatten()
-            sample = flat[:: max(1, flat.numel() // 64)][:64].float().cpu()
-            digest.update(f"{component}.{name.replace('.base_layer', '')}:{tuple(tensor.shape)}".encode())
-            digest.update(sample.numpy().tobytes())
-    return digest.hexdigest()[:16]
+    return state_fingerprint(pipe, COMPONENTS, sample=64)
 
 
 def _lora_config(settings: LoraSettings, pattern: str | list[str]):
