@@ -45,6 +45,7 @@ from dreamvideo.evaluation.reconstruction import reconstruction_sets
 from dreamvideo.evaluation.synthetic import heldout_clips
 from dreamvideo.io.images import frames_to_signed, frames_to_unit, tensor_to_images
 from dreamvideo.loading import DEFAULT_MODEL_DIR
+from dreamvideo.loading import load_vae as dreamvideo_load_vae
 from dreamvideo.metrics import ssim
 from dreamvideo.training.config import DataConfig
 
@@ -93,7 +94,9 @@ def pca_code() -> PatchPCA:
     return PatchPCA(np.concatenate([source.clip(i).frames for i in range(PCA_CLIPS)]))
 
 
-def load_vae(vae: str | None, checkpoint: str | None) -> AutoencoderKL:
+def load_vae(vae: str | None, checkpoint: str | None):
+    if not checkpoint:  # a VAE folder: an AutoencoderKL or a PatchAutoencoder
+        return dreamvideo_load_vae(vae or SHIPPED, torch_dtype=torch.float32).eval()
     model = AutoencoderKL.from_pretrained(vae or SHIPPED, local_files_only=True, torch_dtype=torch.float32)
     if checkpoint:  # a probe's run before its export: the EMA weights it would export
         state = load_file(Path(checkpoint) / "model.safetensors")  # the stage's VAERoundTrip, or the bare VAE
@@ -133,6 +136,29 @@ def _drift(codec, frames: np.ndarray) -> float | None:
     return float(((new - old) * shipped.config.scaling_factor).pow(2).mean().sqrt())
 
 
+NOISE_LEVELS = (0.05, 0.1)  # latent noise, in units of the latents' std
+
+
+@torch.no_grad()
+def noise_sensitivity(codec, frames: np.ndarray, chunk: int = 64) -> dict[str, float]:
+    """Mean |decode(z + level · std_c · n) - decode(z)| in grey levels (0-255) per noise level,
+    std_c each latent channel's std over the frames: what a diffusion model's error in the latents
+    costs in pixels. A sampled latent is never an exact encoding, so a code whose decoder
+    amplifies small errors cannot carry a generated video."""
+    pixels = frames_to_signed(frames)
+    generator = torch.Generator().manual_seed(0)
+    change = {str(level): 0.0 for level in NOISE_LEVELS}
+    std = torch.cat([codec.encode(c).latent_dist.mean for c in pixels.split(chunk)]).std((0, 2, 3))
+    for c in pixels.split(chunk):
+        latents = codec.encode(c).latent_dist.mean
+        clean = codec.decode(latents).sample
+        for level in NOISE_LEVELS:
+            noise = torch.randn(latents.shape, generator=generator) * level * std.view(-1, 1, 1)
+            delta = (codec.decode(latents + noise).sample - clean).abs().mean().item() * 127.5
+            change[str(level)] += delta * len(c) / len(pixels)
+    return change
+
+
 def measure(name: str, codec) -> dict:
     torch.set_num_threads(1)
     sets = reconstruction_sets(SIZE, num_frames=256, num_photos=96)
@@ -154,6 +180,7 @@ def measure(name: str, codec) -> dict:
         "colour read-out R2 (r, g, b)": [float(v) for v in r2],
         "card error, worst channel": {c: float(e.max()) for c, e in zip(CARDS, card_error, strict=True)},
         "drift from the shipped latents (RMS)": _drift(codec, sets["synthetic"]),
+        "decode change under latent noise (grey levels)": noise_sensitivity(codec, sets["synthetic"]),
     }
     KEPT.mkdir(parents=True, exist_ok=True)
     (KEPT / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
@@ -204,6 +231,9 @@ def table(names: list[str]) -> str:
         ],
         ("drift from shipped latents", lambda r: "–" if r["drift from the shipped latents (RMS)"] is None
          else f"{r['drift from the shipped latents (RMS)']:.3f}"),
+        ("decode change, latent noise 5 % / 10 % (grey levels)", lambda r: " / ".join(
+            f"{v:.1f}" for v in r["decode change under latent noise (grey levels)"].values())
+         if "decode change under latent noise (grey levels)" in r else "not measured"),
     ]  # fmt: skip
     lines = ["| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     lines += [f"| {label} | " + " | ".join(cell(r) for r in records) + " |" for label, cell in rows]

@@ -16,6 +16,9 @@ so today's UNet and branch can be continued on them.
 
     python research/patch_code.py train NAME [--steps 3000] [--align/--no-align]   # resumable
     python research/latent_probe.py measure NAME --patch-code runs/probes/latent/NAME[/step-0000750.pt]
+    python research/patch_code.py export NAME runs/probes/latent/NAME/vae   # a VAE folder (PatchAutoencoder)
+    python research/patch_code.py on-latents MODEL VAE OUT    # MODEL on VAE's latents, for the decoder stage
+    python research/patch_code.py splice MODEL DECODER OUT    # MODEL with DECODER's reference decoder
 
 Training uses the VAE stage's own batches and loss (research/configs/latent/longer.toml: one
 frame of 8 procedural clips and 4 photo crops a step, L1 + 0.5 (1 - SSIM), seed 39), with the
@@ -25,19 +28,16 @@ trainer's EMA; no KL (the code is deterministic; diffusion stages use the poster
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
-from torch import nn
-from torch.nn import functional as F
 
 from dreamvideo.io.images import frames_to_signed
+from dreamvideo.models.patch_autoencoder import PatchAutoencoder
 from dreamvideo.training.config import load_config
 from dreamvideo.training.stages import VAEStage
 from dreamvideo.training.trainer import EMA, step_generator
@@ -45,65 +45,6 @@ from dreamvideo.training.trainer import EMA, step_generator
 PATCH, CODE = 8, 16
 RUNS = Path("runs/probes/latent")
 CONFIG = Path("research/configs/latent/longer.toml")
-
-
-class _Block(nn.Module):  # TAESD's block: three 3×3 convs with ReLU, plus the input
-    def __init__(self, channels: int):
-        super().__init__()
-        self.convs = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(channels, channels, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(channels, channels, 3, padding=1),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.convs(x) + x)
-
-
-def _zero(conv: nn.Conv2d) -> nn.Conv2d:
-    nn.init.zeros_(conv.weight)
-    nn.init.zeros_(conv.bias)
-    return conv
-
-
-class PatchResidualCode(nn.Module):
-    """latent = linear(x) + E(x); pixels = linear⁻¹(latent) + D(latent); E, D start at zero."""
-
-    def __init__(self, channels: tuple[int, ...] = (32, 64, 128, 128)):  # the shipped VAE's widths
-        super().__init__()
-        self.project = nn.Conv2d(3 * PATCH * PATCH, CODE, 1)  # after pixel-unshuffle
-        self.unproject = nn.Conv2d(CODE, 3 * PATCH * PATCH, 1)  # before pixel-shuffle
-        encoder: list[nn.Module] = [nn.Conv2d(3, channels[0], 3, padding=1), _Block(channels[0])]
-        for c_in, c_out in itertools.pairwise(channels):
-            encoder += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), _Block(c_out)]
-        self.encoder = nn.Sequential(*encoder, _zero(nn.Conv2d(channels[-1], CODE, 3, padding=1)))
-        decoder: list[nn.Module] = [nn.Conv2d(CODE, channels[-1], 3, padding=1), nn.ReLU()]
-        for c_in, c_out in itertools.pairwise(channels[::-1]):
-            decoder += [_Block(c_in), nn.Upsample(scale_factor=2), nn.Conv2d(c_in, c_out, 3, padding=1)]
-        last = _zero(nn.Conv2d(channels[0], 3, 3, padding=1))
-        self.decoder = nn.Sequential(*decoder, _Block(channels[0]), last)
-
-    def set_linear(self, encode: torch.Tensor, bias: torch.Tensor, decode: torch.Tensor, mean: torch.Tensor):
-        """The linear code: latent = encode @ (patch) + bias; patch = decode @ latent + mean."""
-        with torch.no_grad():
-            self.project.weight.copy_(encode[:, :, None, None])
-            self.project.bias.copy_(bias)
-            self.unproject.weight.copy_(decode[:, :, None, None])
-            self.unproject.bias.copy_(mean)
-
-    def encode(self, pixels: torch.Tensor):
-        latents = self.project(F.pixel_unshuffle(pixels, PATCH)) + self.encoder(pixels)
-        zero = torch.zeros((), device=latents.device)  # deterministic: a VAE's posterior interface
-        return SimpleNamespace(latent_dist=SimpleNamespace(mean=latents, kl=lambda: zero, std=zero))
-
-    def decode(self, latents: torch.Tensor):
-        return SimpleNamespace(sample=F.pixel_shuffle(self.unproject(latents), PATCH) + self.decoder(latents))
-
-    def forward(self, images: torch.Tensor, generator: torch.Generator | None = None):
-        posterior = self.encode(images).latent_dist
-        return self.decode(posterior.mean).sample, posterior
 
 
 def linear_code(align: bool) -> tuple[torch.Tensor, ...]:
@@ -140,12 +81,15 @@ def linear_code(align: bool) -> tuple[torch.Tensor, ...]:
     )
 
 
-def load_code(path: Path) -> PatchResidualCode:
+def load_code(path: Path) -> PatchAutoencoder:
     """A run's EMA weights: its folder (the latest state) or one of its step-NNNNNNN.pt files."""
-    model = PatchResidualCode()
+    model = PatchAutoencoder()
     # this probe's own files (the optimiser state holds a few Python objects)
     state = torch.load(path / "latest.pt" if path.is_dir() else path, weights_only=False)
-    model.load_state_dict(state["model"])
+    # runs from before the model had a latent shift: it is zero
+    missing, unexpected = model.load_state_dict(state["model"], strict=False)
+    if unexpected or set(missing) - {"latent_shift"}:
+        raise SystemExit(f"error: {path} is not a patch code's state ({missing=}, {unexpected=})")
     with torch.no_grad():
         for parameter, shadow in zip(model.parameters(), state["ema"], strict=True):
             parameter.copy_(shadow)
@@ -159,7 +103,7 @@ def train(name: str, steps: int, align: bool, lr: float) -> None:
     config = load_config(CONFIG)
     torch.manual_seed(config.seed)
     stage = VAEStage(config, torch.device("cpu"))  # its batches and loss; its own VAE is unused
-    model = PatchResidualCode()
+    model = PatchAutoencoder()
     params = list(model.parameters())
     linear = [*model.project.parameters(), *model.unproject.parameters()]
     learned = [*model.encoder.parameters(), *model.decoder.parameters()]
@@ -202,6 +146,89 @@ def train(name: str, steps: int, align: bool, lr: float) -> None:
                 torch.save(state, folder / f"step-{step + 1:07d}.pt")
 
 
+@torch.no_grad()
+def isometric_basis(model: PatchAutoencoder) -> None:
+    """Turn the code's latent basis (in place, the round trip unchanged) into one where a latent
+    error costs the same in pixels in every direction, as near the ninth release's latents as
+    such a basis can be.
+
+    The affine alignment of `linear_code` stretches the PCA directions of little variance up to
+    the shipped latents' scale, so its decoder shrinks them back: an error of 5 % of the latents'
+    std in every channel then moves the decoded pixels by about 60 grey levels
+    (`latent_probe.noise_sensitivity`). Here the linear decoder `unproject` (192 × 16) is split
+    as Q·S (Q orthonormal columns) and the new latents are s·R·S·z: the decoder's linear part
+    becomes Q·Rᵀ / s, an isometry up to the scale s, while R (orthogonal) and s are the
+    Procrustes fit of s·R·S·z to the shipped latents on 100 training clips' frames."""
+    from latent_probe import PCA_CLIPS, SIZE, load_vae
+
+    from dreamvideo.data.sources import make_source
+    from dreamvideo.training.config import DataConfig
+
+    source = make_source(DataConfig(kind="synthetic", size=SIZE, num_frames=8, seed=0, motion_ranges="large"))
+    frames = frames_to_signed(np.concatenate([source.clip(i).frames for i in range(0, PCA_CLIPS, 4)]))
+    shipped_vae = load_vae(None, None)
+
+    def flat(latents: torch.Tensor) -> torch.Tensor:
+        return latents.permute(0, 2, 3, 1).reshape(-1, CODE).double()
+
+    ours = flat(torch.cat([model.encode(c).latent_dist.mean for c in frames.split(64)]))
+    shipped = flat(torch.cat([shipped_vae.encode(c).latent_dist.mean for c in frames.split(64)]))
+    _, stretch = torch.linalg.qr(model.unproject.weight[:, :, 0, 0].double())  # unproject = Q·S
+    coords = ours @ stretch.T  # S·z: orthonormal coordinates of the linear decode
+    centred, target = coords - coords.mean(0), shipped - shipped.mean(0)
+    u, sigma, vh = torch.linalg.svd(target.T @ centred)
+    rotation = u @ vh
+    scale = sigma.sum() / centred.pow(2).sum()
+    fit = 1 - (target - scale * centred @ rotation.T).pow(2).sum() / target.pow(2).sum()
+    print(f"isometric basis: scale {scale:.3f}, Procrustes fit to the ninth release's latents R² {fit:.3f}")
+    matrix = scale * rotation @ stretch  # new latents: matrix @ z + shift, centred as the shipped ones
+    shift = shipped.mean(0) - matrix @ ours.mean(0)
+    model.transform_latents(matrix.float(), shift.float())
+
+
+def export(name: str, out: Path, checkpoint: Path | None, basis: str = "aligned") -> None:
+    """A run's EMA weights as a VAE folder (`PatchAutoencoder.save_pretrained`), with the shipped
+    VAE's latent scale: the code is aligned to its latents, so a model continued on it keeps the
+    scale its UNet learned. `basis="isometric"` turns it first (`isometric_basis`)."""
+    from latent_probe import SHIPPED
+
+    from dreamvideo.loading import load_vae
+
+    model = load_code(checkpoint or RUNS / name)
+    if basis == "isometric":
+        isometric_basis(model)
+    model.register_to_config(scaling_factor=float(load_vae(SHIPPED).config.scaling_factor))
+    model.save_pretrained(out)
+    print(f"wrote {out} (scaling factor {model.config.scaling_factor})")
+
+
+def on_latents(model: Path, vae: Path, out: Path) -> None:
+    """The DreamVideo folder `model` with the VAE folder `vae` in place of its own and no
+    reference-aware decoder (it decodes the old latents): where the decoder stage can retrain one
+    for the new latents while the i2v stage continues the UNet on them."""
+    from dreamvideo.loading import load_vae
+    from dreamvideo.pipeline import load_pipeline
+
+    pipe = load_pipeline(model)
+    pipe.register_modules(vae=load_vae(vae, torch_dtype=pipe.vae.dtype), reference_decoder=None)
+    pipe.save_pretrained(out)
+    print(f"wrote {out}: {model} on the latents of {vae}")
+
+
+def splice(model: Path, decoder: Path, out: Path) -> None:
+    """`model` with the reference-aware decoder of the DreamVideo folder `decoder`, which must have
+    been trained on the same VAE (its weights equal, or the decoder reads other latents)."""
+    from dreamvideo.pipeline import load_pipeline
+
+    pipe, source = load_pipeline(model), load_pipeline(decoder)
+    theirs = source.vae.state_dict()
+    if any(not torch.equal(v.float(), theirs[k].float()) for k, v in pipe.vae.state_dict().items()):
+        raise SystemExit(f"error: {decoder}'s VAE is not {model}'s: its decoder reads other latents")
+    pipe.register_modules(reference_decoder=source.reference_decoder)
+    pipe.save_pretrained(out)
+    print(f"wrote {out}: {model} with the reference-aware decoder of {decoder}")
+
+
 def main() -> None:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
@@ -211,8 +238,25 @@ def main() -> None:
     run.add_argument("--steps", type=int, default=3000)
     run.add_argument("--lr", type=float, default=2e-4)
     run.add_argument("--align", action=argparse.BooleanOptionalAction, default=True)
+    save = commands.add_parser("export", help="a run's EMA weights as a VAE folder")
+    save.add_argument("name")
+    save.add_argument("out", type=Path)
+    save.add_argument("--checkpoint", type=Path, default=None, help="a step-NNNNNNN.pt (default: latest)")
+    save.add_argument("--basis", choices=("aligned", "isometric"), default="aligned")
+    move = commands.add_parser("on-latents", help="a DreamVideo folder on another VAE, no reference decoder")
+    splicing = commands.add_parser("splice", help="a DreamVideo folder with another's reference decoder")
+    for command, names in ((move, ("model", "vae", "out")), (splicing, ("model", "decoder", "out"))):
+        for name in names:
+            command.add_argument(name, type=Path)
     args = parser.parse_args()
-    train(args.name, args.steps, args.align, args.lr)
+    if args.command == "train":
+        train(args.name, args.steps, args.align, args.lr)
+    elif args.command == "export":
+        export(args.name, args.out, args.checkpoint, args.basis)
+    elif args.command == "on-latents":
+        on_latents(args.model, args.vae, args.out)
+    else:
+        splice(args.model, args.decoder, args.out)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import torch
 
 from dreamvideo import ReferenceAwareDecoder
 from dreamvideo.errors import UserError
+from dreamvideo.models.patch_autoencoder import PatchAutoencoder
 from dreamvideo.pipeline import load_pipeline
 from dreamvideo.testing import tiny_dreamvideo_pipeline, tiny_vae
 from dreamvideo.training.config import load_config
@@ -46,9 +47,22 @@ def _perturb(module: torch.nn.Module, prefix: str, seed: int = 1) -> None:
                 param.add_(0.3 * torch.randn(param.shape, generator=g))
 
 
+def _vae(kind: str):
+    """A tiny AutoencoderKL, or a tiny patch code whose residual paths are not zero."""
+    if kind == "kl":
+        return tiny_vae(seed=3)
+    code = PatchAutoencoder(latent_channels=4, block_out_channels=(8, 8, 8, 8))
+    _perturb(code, "", seed=4)
+    return code.eval()
+
+
+KINDS = ["kl", "patch"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("options", OPTIONS)
-def test_a_new_decoder_decodes_exactly_as_its_vae(options):
-    vae = tiny_vae(seed=3)
+def test_a_new_decoder_decodes_exactly_as_its_vae(options, kind):
+    vae = _vae(kind)
     decoder = ReferenceAwareDecoder.from_vae(vae, **options).eval()
     latents, reference = _inputs()
     with torch.no_grad():
@@ -58,8 +72,9 @@ def test_a_new_decoder_decodes_exactly_as_its_vae(options):
     torch.testing.assert_close(ours, plain, atol=ATOL, rtol=0)
 
 
-def test_frame0_residuals_change_the_first_frame_only_and_follow_the_reference():
-    vae = tiny_vae(seed=3)
+@pytest.mark.parametrize("kind", KINDS)
+def test_frame0_residuals_change_the_first_frame_only_and_follow_the_reference(kind):
+    vae = _vae(kind)
     decoder = ReferenceAwareDecoder.from_vae(vae, cross_attention_levels=()).eval()
     _perturb(decoder, "residuals.")
     latents, reference = _inputs()
@@ -72,8 +87,9 @@ def test_frame0_residuals_change_the_first_frame_only_and_follow_the_reference()
     assert (ours[:, 0] - other[:, 0]).abs().max() > 1e-2  # it is the reference that matters
 
 
-def test_cross_attention_and_temporal_layers_reach_every_frame():
-    vae = tiny_vae(seed=3)
+@pytest.mark.parametrize("kind", KINDS)
+def test_cross_attention_and_temporal_layers_reach_every_frame(kind):
+    vae = _vae(kind)
     decoder = ReferenceAwareDecoder.from_vae(vae, residual_levels=(), temporal_layers=True).eval()
     _perturb(decoder, "attentions.")
     _perturb(decoder, "temporal.", seed=2)
@@ -109,6 +125,8 @@ def test_the_encoder_copy_is_frozen_and_with_options_carries_the_weights():
 def test_bad_options_are_refused(options, message):
     with pytest.raises(ValueError, match=message):
         ReferenceAwareDecoder.from_vae(tiny_vae(), **options)
+    with pytest.raises(ValueError, match="through reference_features='stem'"):
+        ReferenceAwareDecoder.from_vae(_vae("patch"), reference_features="encoder")
 
 
 def test_decode_checks_that_frames_and_references_match():

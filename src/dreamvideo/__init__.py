@@ -20,6 +20,7 @@ _LAZY = {
     "FrameRetentionBranch": "models",
     "mark_trainable": "models",
     "ReferenceAwareDecoder": "models",
+    "PatchAutoencoder": "models",
     "DreamVideoPipeline": "pipeline",
     "DreamVideoPipelineOutput": "pipeline",
 }
@@ -30,6 +31,7 @@ __all__ = [
     "DreamVideoPipelineOutput",
     "FrameRetentionBranch",
     "GuidanceMode",
+    "PatchAutoencoder",
     "ReferenceAwareDecoder",
     "UserError",
     "default_model_dir",
@@ -42,7 +44,13 @@ if TYPE_CHECKING:
     from .guidance import double_condition_cfg
     from .limits import GuidanceMode
     from .loading import default_model_dir
-    from .models import DreamVideoDenoiser, FrameRetentionBranch, ReferenceAwareDecoder, mark_trainable
+    from .models import (
+        DreamVideoDenoiser,
+        FrameRetentionBranch,
+        PatchAutoencoder,
+        ReferenceAwareDecoder,
+        mark_trainable,
+    )
     from .pipeline import DreamVideoPipeline, DreamVideoPipelineOutput, load_pipeline
 
 

@@ -149,3 +149,26 @@ def measured_on(pipe) -> dict:
         "fingerprint": weights_fingerprint(pipe),
         "dreamvideo": __version__,
     }
+
+
+# The latent spaces a DreamVideo folder's `vae/` may hold, by the `_class_name` of its config.
+VAE_CLASSES = {
+    "AutoencoderKL": ("diffusers", "AutoencoderKL"),
+    "PatchAutoencoder": ("dreamvideo.models.patch_autoencoder", "PatchAutoencoder"),
+}
+
+
+def load_vae(path: str | Path, **kwargs):
+    """A VAE folder (`config.json` + safetensors): diffusers' `AutoencoderKL` or this project's
+    `PatchAutoencoder`, as its config names; any other class is refused, not imported."""
+    import importlib
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise UserError(f"not a VAE folder (no config.json): {path}")
+    config = read_json(path / "config.json", "VAE config", max_bytes=2**20)
+    name = config.get("_class_name") if isinstance(config, dict) else None
+    if name not in VAE_CLASSES:
+        raise UserError(f"{path} holds a {name or 'model of no class'}, not one of {', '.join(VAE_CLASSES)}")
+    module, cls = VAE_CLASSES[name]
+    return load_folder(getattr(importlib.import_module(module), cls), path, "a VAE", **kwargs)

@@ -102,7 +102,7 @@ def eval_clips(
     "vae_dir",
     type=click.Path(path_type=Path),
     default=None,
-    help="A VAE folder (a vae stage's output) instead of the model's own VAE.",
+    help="A VAE folder (an AutoencoderKL or a PatchAutoencoder) instead of the model's own VAE.",
 )
 @click.option(
     "--image",
@@ -139,13 +139,9 @@ def eval_reconstruction(
     for path in images:
         load_image(path)  # a bad image fails here, in one line, before any work
     if vae_dir is not None:
-        from diffusers import AutoencoderKL
+        from ..loading import load_vae
 
-        from ..loading import load_folder
-
-        if not (vae_dir / "config.json").is_file():
-            raise UserError(f"not a VAE folder (no config.json): {vae_dir}")
-        vae = load_folder(AutoencoderKL, vae_dir, "a VAE")
+        vae = load_vae(vae_dir)
         size = size or int(vae.config.sample_size)
     else:
         from ..pipeline import load_pipeline

@@ -1,11 +1,12 @@
 """A VAE decoder that sees the reference image: detail the latent space lost comes back from it.
 
-The decoder of an `AutoencoderKL` (its `post_quant_conv` and `decoder`, copied) plus additions
-that read the reference image (the video's first frame, in pixels):
+The decoder of an `AutoencoderKL` (its `post_quant_conv` and `decoder`, copied), or of a
+`PatchAutoencoder` (its linear `unproject` and residual `decoder`, `decoder_type="patch"`), plus
+additions that read the reference image (the video's first frame, in pixels):
 
 - **reference features** at each resolution, from a frozen copy of the VAE encoder's hidden
-  states (`reference_features="encoder"`) or from a small trainable conv stem on the pixels
-  (`"stem"`);
+  states (`reference_features="encoder"`, an `AutoencoderKL` only) or from a small trainable conv
+  stem on the pixels (`"stem"`);
 - **frame-0 residuals**: zero-initialised 1x1 convs add those features to the hidden states of
   the first frame (the one that must keep the image) after the chosen decoder levels;
 - **cross-attention**: at the chosen (low-resolution) levels every frame attends to the
@@ -23,6 +24,8 @@ DreamVideo's idea, perceiving the reference by convolution, applied where our de
 
 from __future__ import annotations
 
+import math
+
 import torch
 from diffusers import AutoencoderKL
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -32,7 +35,10 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 from torch.nn import functional as F
 
+from .patch_autoencoder import PatchAutoencoder, decoder_levels, residual_decoder
+
 REFERENCE_FEATURES = ("encoder", "stem")
+DECODER_TYPES = ("kl", "patch")
 
 
 class ReferenceCrossAttention(nn.Module):
@@ -138,6 +144,8 @@ class ReferenceAwareDecoder(ModelMixin, ConfigMixin):
         cross_attention_levels: tuple[int, ...] = (1, 2),
         attention_heads: int = 4,
         temporal_layers: bool = False,
+        decoder_type: str = "kl",
+        patch_size: int = 8,
     ):
         super().__init__()
         levels = len(block_out_channels)
@@ -145,23 +153,35 @@ class ReferenceAwareDecoder(ModelMixin, ConfigMixin):
             raise ValueError(
                 f"reference_features must be one of {REFERENCE_FEATURES}, got {reference_features!r}"
             )
+        if decoder_type not in DECODER_TYPES:
+            raise ValueError(f"decoder_type must be one of {DECODER_TYPES}, got {decoder_type!r}")
+        if decoder_type == "patch" and reference_features != "stem":
+            raise ValueError("a patch code's decoder reads the reference through reference_features='stem'")
         for name, chosen in (
             ("residual_levels", residual_levels),
             ("cross_attention_levels", cross_attention_levels),
         ):
             if any(not 0 <= level <= levels for level in chosen):
                 raise ValueError(f"{name} must lie in 0..{levels}, got {list(chosen)}")
-        self.post_quant_conv = nn.Conv2d(latent_channels, latent_channels, 1) if use_post_quant_conv else None
-        self.decoder = Decoder(
-            in_channels=latent_channels,
-            out_channels=out_channels,
-            up_block_types=tuple(up_block_types),
-            block_out_channels=tuple(block_out_channels),
-            layers_per_block=layers_per_block,
-            norm_num_groups=norm_num_groups,
-            act_fn=act_fn,
-            mid_block_add_attention=mid_block_add_attention,
-        )
+        if decoder_type == "patch":  # PatchAutoencoder's decode: unproject (linear) + decoder (residual)
+            self.post_quant_conv = None
+            self.unproject = nn.Conv2d(latent_channels, out_channels * patch_size**2, 1)
+            self.decoder = residual_decoder(latent_channels, list(block_out_channels), out_channels)
+            self.register_buffer("latent_shift", torch.zeros(latent_channels))
+        else:
+            self.post_quant_conv = (
+                nn.Conv2d(latent_channels, latent_channels, 1) if use_post_quant_conv else None
+            )
+            self.decoder = Decoder(
+                in_channels=latent_channels,
+                out_channels=out_channels,
+                up_block_types=tuple(up_block_types),
+                block_out_channels=tuple(block_out_channels),
+                layers_per_block=layers_per_block,
+                norm_num_groups=norm_num_groups,
+                act_fn=act_fn,
+                mid_block_add_attention=mid_block_add_attention,
+            )
         # Reference features: one map per encoder block (its output before it downsamples), at
         # full, 1/2, 1/4, ... resolution, with that block's channels.
         if reference_features == "encoder":
@@ -181,10 +201,13 @@ class ReferenceAwareDecoder(ModelMixin, ConfigMixin):
         else:
             self.encoder = None
             self.stem = ReferenceStem(in_channels, tuple(block_out_channels), norm_num_groups)
-        # Decoder level l works at 1/2**(levels - 1 - l) of full resolution (level 0 and 1 share
-        # the lowest), with these channels:
+        # Decoder level l works at the resolution of reference feature map `_feature_index(l)`
+        # (the last two levels share full resolution), with these channels:
         reversed_channels = list(reversed(block_out_channels))
-        self.level_channels = [reversed_channels[0], *reversed_channels]
+        if decoder_type == "patch":
+            self.level_channels = [*reversed_channels, reversed_channels[-1]]
+        else:
+            self.level_channels = [reversed_channels[0], *reversed_channels]
         self.residuals = nn.ModuleDict(
             {
                 str(level): zero_module(
@@ -221,6 +244,22 @@ class ReferenceAwareDecoder(ModelMixin, ConfigMixin):
         """Built from `vae`, its decoder (and encoder, for encoder features) copied: decodes exactly
         as `vae.decode` until the additions train."""
         config = vae.config
+        if isinstance(vae, PatchAutoencoder):
+            widths = tuple(config.block_out_channels)
+            options = {"reference_features": "stem", "norm_num_groups": math.gcd(16, *widths)} | options
+            model = cls(
+                in_channels=config.in_channels,
+                out_channels=config.in_channels,
+                block_out_channels=widths,
+                latent_channels=config.latent_channels,
+                decoder_type="patch",
+                patch_size=config.patch_size,
+                **options,
+            )
+            model.latent_shift.copy_(vae.latent_shift)
+            model.unproject.load_state_dict(vae.unproject.state_dict())
+            model.decoder.load_state_dict(vae.decoder.state_dict())
+            return model.to(vae.device) if vae.dtype == model.dtype else model.to(vae.device, vae.dtype)
         model = cls(
             in_channels=config.in_channels,
             out_channels=config.out_channels,
@@ -254,6 +293,8 @@ class ReferenceAwareDecoder(ModelMixin, ConfigMixin):
     def decoder_parameters(self) -> list[nn.Parameter]:
         """The copied decoder's own weights (what `train_decoder` fine-tunes beside the additions)."""
         own = list(self.decoder.parameters())
+        if self.config.decoder_type == "patch":
+            return own + list(self.unproject.parameters())
         return own + (list(self.post_quant_conv.parameters()) if self.post_quant_conv is not None else [])
 
     # ----------------------------------------------------------------- decoding
@@ -306,6 +347,8 @@ class ReferenceAwareDecoder(ModelMixin, ConfigMixin):
         if reference.shape[0] * num_frames != latents.shape[0]:
             raise ValueError(f"{reference.shape[0]} references for {latents.shape[0] // num_frames} videos")
         features = self.reference_features(reference.to(self.dtype))
+        if self.config.decoder_type == "patch":
+            return self._decode_patch(latents, features, num_frames)
         z = self.post_quant_conv(latents) if self.post_quant_conv is not None else latents
         decoder = self.decoder
         h = decoder.conv_in(z)
@@ -316,6 +359,18 @@ class ReferenceAwareDecoder(ModelMixin, ConfigMixin):
             h = self._add_reference(h, index + 1, features, num_frames)
         h = decoder.conv_act(decoder.conv_norm_out(h))
         return decoder.conv_out(h)
+
+    def _decode_patch(
+        self, latents: torch.Tensor, features: list[torch.Tensor], num_frames: int
+    ) -> torch.Tensor:
+        """PatchAutoencoder.decode, the reference added after each of its decoder's levels."""
+        ends = decoder_levels(len(self.config.block_out_channels))
+        latents = h = latents - self.latent_shift.view(-1, 1, 1).to(latents.dtype)
+        for index, layer in enumerate(self.decoder):
+            h = layer(h)
+            if index in ends:
+                h = self._add_reference(h, ends.index(index), features, num_frames)
+        return F.pixel_shuffle(self.unproject(latents), self.config.patch_size) + h
 
     def forward(self, latents: torch.Tensor, reference: torch.Tensor, num_frames: int) -> torch.Tensor:
         return self.decode(latents, reference, num_frames)

@@ -159,7 +159,8 @@ class DecoderModel:
     from 0 (after the mid block) to the number of up blocks. No residual and no cross-attention
     level is the plain decoder, trained the same way (the probes' baseline)."""
 
-    reference_features: str = "encoder"  # "encoder": the frozen VAE encoder's; "stem": trainable convs
+    # "encoder": the frozen encoder's features (an AutoencoderKL's only); "stem": trainable convs
+    reference_features: str = "encoder"
     residual_levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4])  # frame 0 only
     cross_attention_levels: list[int] = field(default_factory=lambda: [1, 2])  # every frame
     attention_heads: int = 4

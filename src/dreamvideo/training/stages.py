@@ -31,7 +31,7 @@ from ..data.sources import ClipSource, make_source
 from ..data.synthetic import DECODER_PHOTOS, load_photo, random_crop
 from ..errors import UserError
 from ..io.images import frames_to_signed
-from ..loading import MODEL_DEFAULTS
+from ..loading import MODEL_DEFAULTS, load_vae
 from ..lora import adapter_state_dict, add_adapter, base_fingerprint, save_adapter
 from ..metrics import ssim
 from ..models import DreamVideoDenoiser, ReferenceAwareDecoder, checkpoint_unet_blocks, mark_trainable
@@ -344,11 +344,11 @@ class _LatentVideoStage(Stage):
         return encode_prompts(self.tokenizer, self.text_encoder, prompts)
 
 
-def _load_vae(path: str) -> AutoencoderKL:
+def _load_vae(path: str):
     folder = Path(path)
     if not (folder / "config.json").is_file():
         raise UserError(f"VAE folder not found (train the vae stage first): {folder}")
-    return AutoencoderKL.from_pretrained(folder, use_safetensors=True, local_files_only=True)
+    return load_vae(folder)
 
 
 class T2VStage(_LatentVideoStage):
@@ -448,6 +448,8 @@ class I2VStage(_LatentVideoStage):
             # fp32 master weights, also from an fp16 export (a release stored in half precision)
             pipe = load_pipeline(config.init["dreamvideo"], torch_dtype=torch.float32)
             pipe.register_to_config(**defaults)
+            if "vae" in config.init:  # continue the model on another latent space of the same shape
+                self._move_to_latent_space(pipe, _load_vae(config.init["vae"]))
         else:
             model = config.model_table()
             pipe = DreamVideoPipeline.from_t2v(
@@ -461,6 +463,17 @@ class I2VStage(_LatentVideoStage):
         if additions:
             pipe.retention_branch = pipe.retention_branch.with_config(**additions)
         return pipe
+
+    @staticmethod
+    def _move_to_latent_space(pipe, vae) -> None:
+        """Swap the pipeline's VAE for `vae`. The UNet keeps its shape only if the latents do; the
+        reference-aware decoder decodes the old latents, so it is dropped (retrain it after)."""
+        shape = {name: (v.config.latent_channels, vae_scale_factor(v.config)) for name, v in
+                 (("[init] vae", vae), ("the model's VAE", pipe.vae))}  # fmt: skip
+        if len(set(shape.values())) > 1:
+            described = "; ".join(f"{k}: {c} latent channels at 1/{f} scale" for k, (c, f) in shape.items())
+            raise UserError(f"the latent spaces differ in shape ({described})")
+        pipe.register_modules(vae=vae.to(torch.float32), reference_decoder=None)
 
     def _prediction_type(self, pipe) -> str:
         """The base's parametrisation: the branch learns on top of the base UNet, so it predicts
