@@ -14,6 +14,7 @@ per 8×8×3 patch fitted on the frames of 400 training clips.
     python research/latent_probe.py measure patch@750 --patch-code runs/probes/latent/patch/step-0000750.pt
     python research/latent_probe.py table shipped pca longer anchored
     python research/latent_probe.py rotation --patch-code runs/probes/latent/patch/step-0002250.pt
+    python research/latent_probe.py noise shipped     # add the latent-noise measure to a kept record
 
 Each measure is of the round trip (encode to the posterior mean, decode):
 - SSIM and PSNR on held-out frames and unseen-photo crops (`evaluation.reconstruction`'s sets);
@@ -245,16 +246,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
     commands = parser.add_subparsers(dest="command", required=True)
     one = commands.add_parser("measure")
-    one.add_argument("name")
-    one.add_argument("--vae", default=None, help="a VAE folder (default: the ninth release's)")
-    one.add_argument("--checkpoint", default=None, help="a training checkpoint's folder (its EMA weights)")
-    one.add_argument("--patch-code", default=None, help="a patch_code.py run's file (its EMA weights)")
+    noise = commands.add_parser("noise", help="add the latent-noise measure to a kept record")
+    for command in (one, noise):
+        command.add_argument("name")
+        command.add_argument("--vae", default=None, help="a VAE folder (default: the ninth release's)")
+        command.add_argument("--checkpoint", default=None, help="a training checkpoint's folder (its EMA)")
+        command.add_argument("--patch-code", default=None, help="a patch_code.py run's file (its EMA)")
     many = commands.add_parser("table")
     many.add_argument("names", nargs="+")
     rotations = commands.add_parser("rotation", help="per rotation clip: what each round trip keeps")
     rotations.add_argument("--patch-code", default=None, help="a patch_code.py run's file")
     args = parser.parse_args()
-    if args.command == "measure":
+    if args.command in ("measure", "noise"):
         if args.name == "pca":
             codec = pca_code()
         elif args.patch_code:
@@ -263,7 +266,15 @@ def main() -> None:
             codec = load_code(Path(args.patch_code))
         else:
             codec = load_vae(args.vae, args.checkpoint)
-        print(json.dumps(measure(args.name, codec), indent=2))
+        if args.command == "measure":
+            print(json.dumps(measure(args.name, codec), indent=2))
+        else:  # a record measured before the noise measure existed: the same frames, this one added
+            torch.set_num_threads(1)
+            record = json.loads((KEPT / f"{args.name}.json").read_text())
+            frames = reconstruction_sets(SIZE, num_frames=256, num_photos=96)["synthetic"]
+            record["decode change under latent noise (grey levels)"] = noise_sensitivity(codec, frames)
+            (KEPT / f"{args.name}.json").write_text(json.dumps(record, indent=2) + "\n")
+            print(args.name, record["decode change under latent noise (grey levels)"])
     elif args.command == "rotation":
         codecs: dict[str, object] = {"shipped VAE": load_vae(None, None), "pca": pca_code()}
         if args.patch_code:

@@ -152,11 +152,12 @@ def isometric_basis(model: PatchAutoencoder) -> None:
     error costs the same in pixels in every direction, as near the ninth release's latents as
     such a basis can be.
 
-    The affine alignment of `linear_code` stretches the PCA directions of little variance up to
-    the shipped latents' scale, so its decoder shrinks them back: an error of 5 % of the latents'
-    std in every channel then moves the decoded pixels by about 60 grey levels
-    (`latent_probe.noise_sensitivity`). Here the linear decoder `unproject` (192 × 16) is split
-    as Q·S (Q orthonormal columns) and the new latents are s·R·S·z: the decoder's linear part
+    The affine map of `linear_code` (the least-squares fit onto the shipped latents) squashes some
+    directions, so its inverse in the decoder magnifies latent errors along them: an error of 5 %
+    of each latent channel's std moves the decoded pixels by 220 grey levels on average, against
+    0.8 for the shipped VAE (`latent_probe.noise_sensitivity`). Here the linear decoder
+    `unproject` (192 × 16) is split as Q·S (Q orthonormal columns) and the new latents are
+    s·R·S·z + t (t centres them as the shipped ones are): the decoder's linear part
     becomes Q·Rᵀ / s, an isometry up to the scale s, while R (orthogonal) and s are the
     Procrustes fit of s·R·S·z to the shipped latents on 100 training clips' frames."""
     from latent_probe import PCA_CLIPS, SIZE, load_vae

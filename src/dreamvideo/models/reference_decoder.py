@@ -112,6 +112,25 @@ class ReferenceStem(nn.Module):
         return features
 
 
+def _check_options(
+    reference_features: str,
+    decoder_type: str,
+    levels: int,
+    residual_levels: tuple[int, ...],
+    cross_attention_levels: tuple[int, ...],
+) -> None:
+    if reference_features not in REFERENCE_FEATURES:
+        raise ValueError(f"unknown reference_features {reference_features!r} (one of {REFERENCE_FEATURES})")
+    if decoder_type not in DECODER_TYPES:
+        raise ValueError(f"unknown decoder_type {decoder_type!r} (one of {DECODER_TYPES})")
+    if decoder_type == "patch" and reference_features != "stem":
+        raise ValueError("a patch code's decoder reads the reference through reference_features='stem'")
+    chosen_levels = {"residual_levels": residual_levels, "cross_attention_levels": cross_attention_levels}
+    for name, chosen in chosen_levels.items():
+        if any(not 0 <= level <= levels for level in chosen):
+            raise ValueError(f"{name} must lie in 0..{levels}, got {list(chosen)}")
+
+
 class ReferenceAwareDecoder(ModelMixin, ConfigMixin):
     """An `AutoencoderKL`'s decoder with zero-initialised paths from the reference image.
 
@@ -149,20 +168,7 @@ class ReferenceAwareDecoder(ModelMixin, ConfigMixin):
     ):
         super().__init__()
         levels = len(block_out_channels)
-        if reference_features not in REFERENCE_FEATURES:
-            raise ValueError(
-                f"reference_features must be one of {REFERENCE_FEATURES}, got {reference_features!r}"
-            )
-        if decoder_type not in DECODER_TYPES:
-            raise ValueError(f"decoder_type must be one of {DECODER_TYPES}, got {decoder_type!r}")
-        if decoder_type == "patch" and reference_features != "stem":
-            raise ValueError("a patch code's decoder reads the reference through reference_features='stem'")
-        for name, chosen in (
-            ("residual_levels", residual_levels),
-            ("cross_attention_levels", cross_attention_levels),
-        ):
-            if any(not 0 <= level <= levels for level in chosen):
-                raise ValueError(f"{name} must lie in 0..{levels}, got {list(chosen)}")
+        _check_options(reference_features, decoder_type, levels, residual_levels, cross_attention_levels)
         if decoder_type == "patch":  # PatchAutoencoder's decode: unproject (linear) + decoder (residual)
             self.post_quant_conv = None
             self.unproject = nn.Conv2d(latent_channels, out_channels * patch_size**2, 1)
