@@ -34,7 +34,7 @@ from .loading import (
     read_model_index,
 )
 from .lora import DreamVideoLoraLoaderMixin
-from .models import DreamVideoDenoiser, FrameRetentionBranch, ReferenceAwareDecoder
+from .models import DreamVideoDenoiser, FrameRetentionBranch, PatchAutoencoder, ReferenceAwareDecoder
 from .sizes import unet_downscale, vae_scale_factor
 from .text import encode_prompts
 
@@ -55,7 +55,8 @@ class DreamVideoPipelineOutput(BaseOutput):
 class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLoraLoaderMixin):
     """Image-to-video with text control: a T2V latent diffusion model plus a frame retention branch.
 
-    Components: `vae`, `text_encoder`, `tokenizer`, `unet` (the base `UNet3DConditionModel`),
+    Components: `vae` (diffusers' `AutoencoderKL`, or a `PatchAutoencoder`), `text_encoder`,
+    `tokenizer`, `unet` (the base `UNet3DConditionModel`),
     `retention_branch` (`FrameRetentionBranch`), `scheduler` (any diffusers scheduler; DDIM by
     default) and, optionally, `reference_decoder` (`ReferenceAwareDecoder`: decodes the latents
     seeing the reference image; without it the VAE decodes). Config values give the model's
@@ -72,7 +73,7 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
 
     def __init__(
         self,
-        vae: AutoencoderKL,
+        vae: AutoencoderKL | PatchAutoencoder,
         text_encoder: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
         unet: UNet3DConditionModel,
