@@ -149,14 +149,14 @@ def noise_sensitivity(codec, frames: np.ndarray, chunk: int = 64) -> dict[str, f
     pixels = frames_to_signed(frames)
     generator = torch.Generator().manual_seed(0)
     change = {str(level): 0.0 for level in NOISE_LEVELS}
-    std = torch.cat([codec.encode(c).latent_dist.mean for c in pixels.split(chunk)]).std((0, 2, 3))
-    for c in pixels.split(chunk):
-        latents = codec.encode(c).latent_dist.mean
+    encoded = [codec.encode(c).latent_dist.mean for c in pixels.split(chunk)]
+    std = torch.cat(encoded).std((0, 2, 3))
+    for latents in encoded:
         clean = codec.decode(latents).sample
         for level in NOISE_LEVELS:
             noise = torch.randn(latents.shape, generator=generator) * level * std.view(-1, 1, 1)
             delta = (codec.decode(latents + noise).sample - clean).abs().mean().item() * 127.5
-            change[str(level)] += delta * len(c) / len(pixels)
+            change[str(level)] += delta * len(latents) / len(pixels)
     return change
 
 

@@ -47,25 +47,33 @@ RUNS = Path("runs/probes/latent")
 CONFIG = Path("research/configs/latent/longer.toml")
 
 
-def linear_code(align: bool) -> tuple[torch.Tensor, ...]:
-    """The PCA code of `latent_probe.pca_code` (400 training clips), turned onto the ninth
-    release's latents when `align`: (encode (16, 192), bias (16,), decode (192, 16), mean (192,))."""
-    from latent_probe import PCA_CLIPS, SIZE, load_vae, pca_code
+@torch.no_grad()
+def _alignment_frames() -> tuple[torch.Tensor, torch.Tensor]:
+    """Frames of 100 training clips (every 4th of the PCA's 400) in [-1, 1] and the ninth
+    release's latents of them: what a code's basis is fitted to."""
+    from latent_probe import PCA_CLIPS, SIZE, load_vae
 
     from dreamvideo.data.sources import make_source
     from dreamvideo.training.config import DataConfig
+
+    source = make_source(DataConfig(kind="synthetic", size=SIZE, num_frames=8, seed=0, motion_ranges="large"))
+    frames = frames_to_signed(np.concatenate([source.clip(i).frames for i in range(0, PCA_CLIPS, 4)]))
+    shipped_vae = load_vae(None, None)
+    return frames, torch.cat([shipped_vae.encode(c).latent_dist.mean for c in frames.split(64)])
+
+
+def linear_code(align: bool) -> tuple[torch.Tensor, ...]:
+    """The PCA code of `latent_probe.pca_code` (400 training clips), turned onto the ninth
+    release's latents when `align`: (encode (16, 192), bias (16,), decode (192, 16), mean (192,))."""
+    from latent_probe import pca_code
 
     pca = pca_code()
     basis, mean = pca.basis, pca.mean  # (16, 192), (192,)
     rotation, shift = torch.eye(CODE), torch.zeros(CODE)
     if align:
-        data = DataConfig(kind="synthetic", size=SIZE, num_frames=8, seed=0, motion_ranges="large")
-        source = make_source(data)
-        frames = frames_to_signed(np.concatenate([source.clip(i).frames for i in range(0, PCA_CLIPS, 4)]))
-        shipped_vae = load_vae(None, None)
+        frames, shipped = _alignment_frames()
         with torch.no_grad():
             code = pca.encode(frames).latent_dist.mean  # (N, 16, 8, 8)
-            shipped = torch.cat([shipped_vae.encode(c).latent_dist.mean for c in frames.split(64)])
         x = torch.cat([code, torch.ones_like(code[:, :1])], 1).permute(0, 2, 3, 1).reshape(-1, CODE + 1)
         y = shipped.permute(0, 2, 3, 1).reshape(-1, CODE)
         solution = torch.linalg.lstsq(x.double(), y.double()).solution.float()  # (17, 16)
@@ -160,20 +168,13 @@ def isometric_basis(model: PatchAutoencoder) -> None:
     s·R·S·z + t (t centres them as the shipped ones are): the decoder's linear part
     becomes Q·Rᵀ / s, an isometry up to the scale s, while R (orthogonal) and s are the
     Procrustes fit of s·R·S·z to the shipped latents on 100 training clips' frames."""
-    from latent_probe import PCA_CLIPS, SIZE, load_vae
-
-    from dreamvideo.data.sources import make_source
-    from dreamvideo.training.config import DataConfig
-
-    source = make_source(DataConfig(kind="synthetic", size=SIZE, num_frames=8, seed=0, motion_ranges="large"))
-    frames = frames_to_signed(np.concatenate([source.clip(i).frames for i in range(0, PCA_CLIPS, 4)]))
-    shipped_vae = load_vae(None, None)
 
     def flat(latents: torch.Tensor) -> torch.Tensor:
         return latents.permute(0, 2, 3, 1).reshape(-1, CODE).double()
 
+    frames, shipped_latents = _alignment_frames()
     ours = flat(torch.cat([model.encode(c).latent_dist.mean for c in frames.split(64)]))
-    shipped = flat(torch.cat([shipped_vae.encode(c).latent_dist.mean for c in frames.split(64)]))
+    shipped = flat(shipped_latents)
     _, stretch = torch.linalg.qr(model.unproject.weight[:, :, 0, 0].double())  # unproject = Q·S
     coords = ours @ stretch.T  # S·z: orthonormal coordinates of the linear decode
     centred, target = coords - coords.mean(0), shipped - shipped.mean(0)

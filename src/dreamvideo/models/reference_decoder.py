@@ -132,7 +132,8 @@ def _check_options(
 
 
 class ReferenceAwareDecoder(ModelMixin, ConfigMixin):
-    """An `AutoencoderKL`'s decoder with zero-initialised paths from the reference image.
+    """An `AutoencoderKL`'s (or a `PatchAutoencoder`'s) decoder with zero-initialised paths from
+    the reference image.
 
     `decode(latents, reference, num_frames)` takes unscaled latents (B*F, C, h, w) in frame order
     and the reference (B, 3, H, W) in [-1, 1]; it returns frames (B*F, 3, H, W).
@@ -246,26 +247,37 @@ class ReferenceAwareDecoder(ModelMixin, ConfigMixin):
 
     # ----------------------------------------------------------------- construction
     @classmethod
-    def from_vae(cls, vae: AutoencoderKL, **options) -> ReferenceAwareDecoder:
+    def from_vae(cls, vae: AutoencoderKL | PatchAutoencoder, **options) -> ReferenceAwareDecoder:
         """Built from `vae`, its decoder (and encoder, for encoder features) copied: decodes exactly
         as `vae.decode` until the additions train."""
-        config = vae.config
         if isinstance(vae, PatchAutoencoder):
-            widths = tuple(config.block_out_channels)
-            options = {"reference_features": "stem", "norm_num_groups": math.gcd(16, *widths)} | options
-            model = cls(
-                in_channels=config.in_channels,
-                out_channels=config.in_channels,
-                block_out_channels=widths,
-                latent_channels=config.latent_channels,
-                decoder_type="patch",
-                patch_size=config.patch_size,
-                **options,
-            )
-            model.latent_shift.copy_(vae.latent_shift)
-            model.unproject.load_state_dict(vae.unproject.state_dict())
-            model.decoder.load_state_dict(vae.decoder.state_dict())
-            return model.to(vae.device) if vae.dtype == model.dtype else model.to(vae.device, vae.dtype)
+            model = cls._from_patch_code(vae, **options)
+        else:
+            model = cls._from_autoencoder_kl(vae, **options)
+        return model.to(vae.device) if vae.dtype == model.dtype else model.to(vae.device, vae.dtype)
+
+    @classmethod
+    def _from_patch_code(cls, vae: PatchAutoencoder, **options) -> ReferenceAwareDecoder:
+        config = vae.config
+        widths = tuple(config.block_out_channels)
+        options = {"reference_features": "stem", "norm_num_groups": math.gcd(16, *widths)} | options
+        model = cls(
+            in_channels=config.in_channels,
+            out_channels=config.in_channels,
+            block_out_channels=widths,
+            latent_channels=config.latent_channels,
+            decoder_type="patch",
+            patch_size=config.patch_size,
+            **options,
+        )
+        model.latent_shift.copy_(vae.latent_shift)
+        model.unproject.load_state_dict(vae.unproject.state_dict())
+        model.decoder.load_state_dict(vae.decoder.state_dict())
+        return model
+
+    @classmethod
+    def _from_autoencoder_kl(cls, vae: AutoencoderKL, **options) -> ReferenceAwareDecoder:
+        config = vae.config
         model = cls(
             in_channels=config.in_channels,
             out_channels=config.out_channels,
@@ -285,7 +297,7 @@ class ReferenceAwareDecoder(ModelMixin, ConfigMixin):
             model.post_quant_conv.load_state_dict(vae.post_quant_conv.state_dict())
         if model.encoder is not None:
             model.encoder.load_state_dict(vae.encoder.state_dict())
-        return model.to(vae.device) if vae.dtype == model.dtype else model.to(vae.device, vae.dtype)
+        return model
 
     def with_options(self, **options) -> ReferenceAwareDecoder:
         """A copy with other additions: the decoder (and encoder) carry over, new additions start at zero."""
