@@ -39,7 +39,7 @@ import torch
 from dreamvideo.io.images import frames_to_signed
 from dreamvideo.models.patch_autoencoder import PatchAutoencoder
 from dreamvideo.training.config import load_config
-from dreamvideo.training.stages import VAEStage
+from dreamvideo.training.stages import VAERoundTrip, VAEStage
 from dreamvideo.training.trainer import EMA, step_generator
 
 PATCH, CODE = 8, 16
@@ -129,12 +129,12 @@ def train(name: str, steps: int, align: bool, lr: float) -> None:
         ema.shadow, start = state["ema"], state["step"]
     else:
         model.set_linear(*linear_code(align))
-    batch_size = config.optim.batch_size
+    batch_size, round_trip = config.optim.batch_size, VAERoundTrip(model)
     log = (folder / "log.jsonl").open("a")
     began = time.time()
     for step in range(start, steps):
         batch = stage.make_batch(list(range(step * batch_size, (step + 1) * batch_size)))
-        loss = stage.loss(model, batch, step_generator(config.seed, 0, step, 0))
+        loss = stage.loss(round_trip, batch, step_generator(config.seed, 0, step, 0))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, config.optim.max_grad_norm)

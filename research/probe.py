@@ -9,7 +9,8 @@ opposite pairs, first-frame SSIM, warp error, camera motion on unseen photograph
 direction gap of research/text_motion_sensitivity.py.
 
     python research/probe.py run baseline frame_position [--steps 1500] [--threads 1]
-    python research/probe.py measure --model src/dreamvideo/weights/dreamvideo-tiny --name shipped
+    python research/probe.py measure --model src/dreamvideo/weights/dreamvideo-tiny --name shipped \
+        [--pin-first-frame]
     python research/probe.py keep shipped baseline frame_position      # -> docs/model-card/probes/
     python research/probe.py table shipped baseline frame_position [--results docs/model-card/probes]
     python research/probe.py speed eighth_baseline      # add the speed-word measure to a probe.json
@@ -61,12 +62,18 @@ def measure_speed_words(name: str, pipe=None, clips: int = SPEED_CLIPS) -> dict:
     return record
 
 
-def measure(model: Path, name: str, num: int, photos: int, threads: int, extra: dict | None = None) -> dict:
+def measure(
+    model: Path, name: str, num: int, photos: int, threads: int, extra: dict | None = None, pin: bool = False
+) -> dict:
     """The held-out suite, the direction gap and the speed words of one DreamVideo folder ->
-    RESULTS/name/probe.json."""
+    RESULTS/name/probe.json; `pin` samples with first-frame pinning (a sampling probe: the
+    weights are unchanged)."""
     torch.set_num_threads(threads)
     out = RESULTS / name
     pipe = load_pipeline(model)
+    if pin:
+        pipe.register_to_config(default_pin_first_frame=True)
+        extra = {**(extra or {}), "pin_first_frame": True}
     started = time.perf_counter()
     gaps = direction_gaps(pipe, clips=48, timesteps=GAP_TIMESTEPS)
     suite = evaluate_synthetic(pipe, num, out / "suite", num_photos=photos)
@@ -172,11 +179,13 @@ def table(names: list[str], results: Path = RESULTS) -> str:
         cells = [f"{r['action_accuracy_per_action'].get(action, float('nan')):.2f}" for r in records]
         lines.append(f"| {action} | " + " | ".join(cells) + " |")
     steps = {r.get("steps") for r in records if "steps" in r}
+    pinned = [n for n, r in zip(names, records, strict=True) if r.get("pin_first_frame")]
+    trained = f"; probes continue the shipped release for {', '.join(map(str, sorted(steps)))} i2v steps"
+    sampled = f"; first-frame pinning in {', '.join(pinned)}" if pinned else ""
     lines.append("")
     lines.append(
-        f"Held-out suite, {records[0]['num_clips']} clips, the model's default sampling; probes "
-        f"continue the shipped release for {', '.join(map(str, sorted(steps)))} i2v steps "
-        "(`python research/probe.py table " + " ".join(names) + "`)."
+        f"Held-out suite, {records[0]['num_clips']} clips, the model's default sampling"
+        f"{trained if steps else ''}{sampled} (`python research/probe.py table " + " ".join(names) + "`)."
     )
     return "\n".join(lines) + "\n"
 
@@ -190,6 +199,7 @@ def main() -> None:
     p_measure = commands.add_parser("measure", help="measure a DreamVideo folder as a probe")
     p_measure.add_argument("--model", type=Path, required=True)
     p_measure.add_argument("--name", required=True)
+    p_measure.add_argument("--pin-first-frame", action="store_true", help="sample with first-frame pinning")
     for p in (p_run, p_measure):
         p.add_argument("--num", type=int, default=104, help="held-out clips")
         p.add_argument("--photos", type=int, default=4, help="unseen photographs")
@@ -210,7 +220,7 @@ def main() -> None:
         for variant in args.variants:
             run(variant, args.steps, args.num, args.photos, args.threads)
     elif args.command == "measure":
-        measure(args.model, args.name, args.num, args.photos, args.threads)
+        measure(args.model, args.name, args.num, args.photos, args.threads, pin=args.pin_first_frame)
     elif args.command == "speed":
         torch.set_num_threads(1)
         for name in args.names:

@@ -101,7 +101,7 @@ def test_info(capsys, model_dir):
     assert code == 0
     assert "FrameRetentionBranch" in stdout and "UNet3DConditionModel" in stdout
     assert "resolution: 64x64" in stdout and "frames: 4" in stdout and "parameters" in stdout
-    assert "sampling: 25 steps, DDIMScheduler" in stdout
+    assert "sampling: 25 steps, DDIMScheduler" in stdout and "pinned" not in stdout
 
 
 def test_shipped_model_samples_with_10_steps(capsys):
@@ -443,16 +443,25 @@ def test_a_model_s_own_defaults_show_on_every_surface(tmp_path, capsys, model_di
         "default_num_frames": 3,
         "default_fps": 5,
         "default_num_inference_steps": 2,
+        "default_pin_first_frame": True,
     }
     index = json.loads((model / "model_index.json").read_text())
     (model / "model_index.json").write_text(json.dumps(index | unusual))
     code, out, err = run(capsys, "info", "--model", model)
     assert code == 0, err
     assert "frames: 3 at 5 fps" in out and "guidance defaults: image 2.25, text 3.75" in out
-    assert "sampling: 2 steps" in out
-    code, out, err = run(capsys, "generate", photo, "-p", "x", "--model", model, "-o", tmp_path / "v.gif")
-    assert code == 0, err
+    assert "sampling: 2 steps" in out and "first frame pinned" in out
+    for name, flags in (
+        ("v.gif", []),
+        ("free.gif", ["--no-pin-first-frame"]),
+        ("pinned.gif", ["--pin-first-frame"]),
+    ):
+        code, out, err = run(capsys, "generate", photo, "-p", "x", "--model", model, "-o", tmp_path / name,
+                             "--seed", 1, *flags)  # fmt: skip
+        assert code == 0, err
     assert len(read_video(tmp_path / "v.gif")) == 3
+    assert (tmp_path / "v.gif").read_bytes() == (tmp_path / "pinned.gif").read_bytes()
+    assert (tmp_path / "v.gif").read_bytes() != (tmp_path / "free.gif").read_bytes()
     page = Settings.model_defaults(load_pipeline(model))
     assert (page.image_scale, page.text_scale, page.steps, page.frames, page.fps) == (2.25, 3.75, 2, 3, 5)
     code, _, err = run(
@@ -461,4 +470,4 @@ def test_a_model_s_own_defaults_show_on_every_surface(tmp_path, capsys, model_di
     assert code == 0, err
     metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
     assert (metrics["image_guidance_scale"], metrics["text_guidance_scale"]) == (2.25, 3.75)
-    assert (metrics["num_frames"], metrics["steps"]) == (3, 2)
+    assert (metrics["num_frames"], metrics["steps"], metrics["pin_first_frame"]) == (3, 2, True)

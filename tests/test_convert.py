@@ -233,6 +233,7 @@ def test_fullsize_recipe_in_miniature(t2v_dir, tmp_path, photo):
         "optim.mixed_precision": "no",
         "checkpoint_every": 1,
         "stage_options.default_num_frames": 4,
+        "stage_options.default_pin_first_frame": True,
     }
     config = load_config(Path(__file__).resolve().parents[1] / "configs/fullsize/i2v_256.toml", overrides)
     assert config.optim.gradient_checkpointing
@@ -244,6 +245,7 @@ def test_fullsize_recipe_in_miniature(t2v_dir, tmp_path, photo):
         == load_pipeline(converted).retention_branch.config.image_embed_channels
     )
     pipe = load_pipeline(tmp_path / "run" / "pipeline")
+    assert pipe.default_pin_first_frame  # the stage's options are the exported model's defaults
     pipe.set_progress_bar_config(disable=True)
     frames = pipe(photo, "a clip", num_inference_steps=2, height=64, width=64).frames
     assert frames.shape == (1, 4, 64, 64, 3) and np.isfinite(frames).all()

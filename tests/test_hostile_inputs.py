@@ -409,19 +409,26 @@ def test_a_fifo_in_a_video_dataset_is_skipped_not_waited_on(tmp_path, alarm):
         source.clip(0)
 
 
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"default_fps": 0}, "default fps must be"),
+        ({"default_pin_first_frame": "yes"}, "must be true or false"),
+    ],
+)
 def test_a_model_folder_with_a_bad_default_is_refused_by_generate_before_sampling(
-    tmp_path, capsys, model_dir, photo
+    tmp_path, capsys, model_dir, photo, bad, message
 ):
     import shutil
 
     model = tmp_path / "model"
     shutil.copytree(model_dir, model)
     index = json.loads((model / "model_index.json").read_text())
-    (model / "model_index.json").write_text(json.dumps(index | {"default_fps": 0}))
+    (model / "model_index.json").write_text(json.dumps(index | bad))
     code, _, err = run(
         capsys, "generate", photo, "-p", "x", "--model", model, "-o", tmp_path / "o.mp4", "--steps", 1
     )
-    assert code == 2 and "default fps must be" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o.mp4").exists()
 
 

@@ -33,16 +33,26 @@ def test_different_prompts_give_different_videos(pipe, photo):
 
 @pytest.mark.parametrize("name", sorted(SCHEDULERS))
 def test_every_offered_scheduler_samples(pipe, photo, name):
-    """Each --scheduler choice runs (PNDM and UniPC take no generator in `step`)."""
+    """Each --scheduler choice runs (PNDM and UniPC take no generator in `step`), and pins the
+    first frame to the reference's latents (Euler's σ-scaled latents included): within DDIM's and
+    PNDM's last step, which ends at ᾱ < 1."""
     original = pipe.scheduler
+    anchor = pipe.first_frame_latents(pipe.prepare_image(photo, 64, 64))
     try:
         set_scheduler(pipe, name)
         frames = pipe(photo, "a ball moves left", generator=gen(0), **FAST).frames
         again = pipe(photo, "a ball moves left", generator=gen(0), **FAST).frames
+        latents = [
+            pipe(photo, "a ball", generator=gen(0), output_type="latent", pin_first_frame=pin,
+                 num_frames=3, num_inference_steps=6).frames[:, :, :1]
+            for pin in (True, False)
+        ]  # fmt: skip
     finally:
         pipe.scheduler = original
     assert frames.shape == (1, 3, 64, 64, 3) and np.isfinite(frames).all()
     np.testing.assert_array_equal(frames, again)
+    pinned, free = ((x - anchor).abs().mean().item() for x in latents)
+    assert pinned < 0.03 < free
 
 
 @pytest.mark.parametrize("name", ["euler-a", "pndm"])

@@ -51,3 +51,30 @@ def combine_predictions(
         return double_condition_cfg(uncond, image, image, image_scale, 0.0)
     uncond, text = predictions
     return double_condition_cfg(uncond, uncond, text, 0.0, text_scale)
+
+
+def prediction_for_sample(
+    prediction_type: str,
+    alphas_cumprod: torch.Tensor,
+    sample: torch.Tensor,
+    timestep: torch.Tensor | int,
+    original: torch.Tensor,
+) -> torch.Tensor:
+    """The model output under which a scheduler, at `timestep`, takes `sample` (x_t, the model's
+    input: `scale_model_input` of the scheduler's latents) to have come
+    from `original` (x_0): x_t = √ᾱ x_0 + √(1-ᾱ) ε, so ε = (x_t - √ᾱ x_0) / √(1-ᾱ) and
+    v = √ᾱ ε - √(1-ᾱ) x_0 = (√ᾱ x_t - x_0) / √(1-ᾱ) (Salimans & Ho's v). Replacing a frame's
+    prediction by it pins that frame's latents on a deterministic path to `original` (first-frame
+    pinning, docs/method.md), the x_0 form of Ho et al. 2022's replacement method."""
+    alpha = alphas_cumprod.to(sample.device, torch.float32)[round(float(timestep))]
+    a, s = alpha.sqrt(), (1 - alpha).sqrt()
+    x_t, x_0 = sample.float(), original.float()
+    if prediction_type == "epsilon":
+        out = (x_t - a * x_0) / s
+    elif prediction_type == "v_prediction":
+        out = (a * x_t - x_0) / s
+    elif prediction_type == "sample":
+        out = x_0
+    else:
+        raise ValueError(f"unknown prediction type {prediction_type!r}")
+    return out.to(sample.dtype)

@@ -56,6 +56,9 @@ def check_model_defaults(path: Path, index: dict) -> None:
         )
         check_fps(defaults.get("default_fps"))
         check_strength(defaults.get("default_strength"))
+        pin = defaults.get("default_pin_first_frame", False)
+        if not isinstance(pin, bool):
+            raise UserError(f"pin_first_frame must be true or false, got {repr(pin)[:40]}")
     except UserError as error:
         raise UserError(f"model folder {path}: model_index.json's default {error}") from None
 
@@ -67,6 +70,7 @@ MODEL_DEFAULTS = (
     "default_text_guidance_scale",
     "default_num_inference_steps",
     "default_strength",
+    "default_pin_first_frame",
 )
 
 

@@ -21,7 +21,7 @@ from diffusers.video_processor import VideoProcessor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .errors import UserError
-from .guidance import GuidanceMode, combine_predictions, guidance_conditions
+from .guidance import GuidanceMode, combine_predictions, guidance_conditions, prediction_for_sample
 from .io.images import fit_image, image_to_tensor, load_image, to_rgb
 from .limits import MAX_SIDE, check_sampling_values, check_strength
 from .loading import (
@@ -86,6 +86,7 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
         default_num_inference_steps: int = 25,
         default_strength: float = 1.0,
         reference_decoder: ReferenceAwareDecoder | None = None,
+        default_pin_first_frame: bool = False,
     ):
         super().__init__()
         self.register_modules(
@@ -104,6 +105,7 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
             default_text_guidance_scale=default_text_guidance_scale,
             default_num_inference_steps=default_num_inference_steps,
             default_strength=default_strength,
+            default_pin_first_frame=default_pin_first_frame,
         )
         # Any component may be None (as diffusers allows, e.g. the text parts alone for
         # `encode_prompt`); the VAE factor then takes the usual 8.
@@ -155,6 +157,11 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
     def default_strength(self) -> float:
         """The model's own sampling start (folders saved before it existed: 1, pure noise)."""
         return float(self.config.get("default_strength", 1.0))
+
+    @property
+    def default_pin_first_frame(self) -> bool:
+        """Whether the model pins its first frame's latents by default (folders saved before it: no)."""
+        return bool(self.config.get("default_pin_first_frame", False))
 
     @property
     def spatial_multiple(self) -> int:
@@ -396,12 +403,15 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
         timesteps = self.scheduler.timesteps[skip:]
         if hasattr(self.scheduler, "set_begin_index"):
             self.scheduler.set_begin_index(skip)
-        still = (
-            self.vae.encode(reference.to(self.vae.dtype)).latent_dist.mean * self.vae.config.scaling_factor
-        )
-        still = still.unsqueeze(2).expand(-1, -1, num_frames, -1, -1).to(noise.dtype)
+        still = self.first_frame_latents(reference).expand(-1, -1, num_frames, -1, -1).to(noise.dtype)
         noise = noise / self.scheduler.init_noise_sigma
         return timesteps, self.scheduler.add_noise(still, noise, timesteps[:1].repeat(len(still)))
+
+    def first_frame_latents(self, reference: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) reference images -> their scaled latents (the VAE's posterior mean) as
+        one-frame videos (B, C, 1, h, w): the latents a faithful first frame has."""
+        latents = self.vae.encode(reference.to(self.vae.dtype)).latent_dist.mean
+        return (latents * self.vae.config.scaling_factor).unsqueeze(2)
 
     def decode_latents(
         self, latents: torch.Tensor, decode_chunk_size: int = 16, reference: torch.Tensor | None = None
@@ -529,6 +539,7 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
         decode_chunk_size: int = 16,
         guidance_scale: float | None = None,
         strength: float | None = None,
+        pin_first_frame: bool | None = None,
         **kwargs: Any,
     ) -> DreamVideoPipelineOutput | tuple:
         """Generate videos whose first frame keeps `image` and whose motion follows `prompt`.
@@ -560,6 +571,10 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
                 from pure noise at the last timestep; below 1 starts later, from the reference as
                 a still video noised to that level, and runs that share of the steps (Zhao et al.
                 2024's remedy for conditional image leakage; docs/method.md).
+            pin_first_frame: replace the first frame's prediction at every step by the one that
+                leads to the reference's own latents, so the first frame is the reference's
+                encoding and the other frames are denoised beside it (default: the model's
+                `default_pin_first_frame`; never in 'text' mode, which has no image).
             The deprecated `callback(step, timestep, latents)` / `callback_steps` still work.
         """
         legacy = _legacy_callback(kwargs)  # the deprecated callback / callback_steps pair
@@ -570,6 +585,7 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
         )  # fmt: skip
         mode = GuidanceMode(guidance_mode)
         strength = self.default_strength if strength is None else strength
+        pin = self.default_pin_first_frame if pin_first_frame is None else pin_first_frame
         self._interrupt = False
 
         # 1. Check inputs; broadcast images against prompts.
@@ -609,19 +625,16 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
                                                   generator, initial)  # fmt: skip
                 # 5. Denoise: every guidance condition in one batched forward a step.
                 features = self.encode_reference(reference)
-                model = self.guided_model(
-                    mode, features, null_features, conditioning_scale, cross_attention_kwargs
-                )
+                anchor = self.first_frame_latents(reference) if pin and mode != GuidanceMode.TEXT else None
+                model = self.guided_model(mode, features, null_features, conditioning_scale,
+                                          cross_attention_kwargs, anchor)  # fmt: skip
                 for i, t in enumerate(timesteps):
                     if self.interrupt:
                         continue
                     prediction = model(x, t, prompt_embeds, negative_prompt_embeds)
                     x = self.scheduler.step(prediction, t, x, **step_kwargs).prev_sample
-                    tensors = {
-                        "latents": x,
-                        "prompt_embeds": prompt_embeds,
-                        "negative_prompt_embeds": negative_prompt_embeds,
-                    }
+                    tensors = {"latents": x, "prompt_embeds": prompt_embeds,
+                               "negative_prompt_embeds": negative_prompt_embeds}  # fmt: skip
                     tensors = self._step_end(segment * len(timesteps) + i, i, t, tensors, callbacks)
                     x, prompt_embeds = tensors["latents"], tensors["prompt_embeds"]
                     negative_prompt_embeds = tensors["negative_prompt_embeds"]
@@ -666,11 +679,14 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
         null_features: torch.Tensor,
         conditioning_scale: float = 1.0,
         cross_attention_kwargs: dict[str, Any] | None = None,
+        first_frame: torch.Tensor | None = None,
     ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]:
         """The guided prediction as a function of (latents, timestep, prompt_embeds,
         negative_prompt_embeds): the guidance conditions of `mode` batched into one forward of
         the denoiser, combined with the scales read at every call (`guidance_scale`,
-        `image_guidance_scale`), as k-diffusion wraps a model for its samplers."""
+        `image_guidance_scale`), as k-diffusion wraps a model for its samplers. Given
+        `first_frame` latents (B, C, 1, h, w), frame 0's prediction is the one that leads to them
+        (`prediction_for_sample`)."""
         denoiser = self.denoiser
         conditions = guidance_conditions(mode)
         n = len(conditions)
@@ -679,17 +695,23 @@ class DreamVideoPipeline(DiffusionPipeline, StableDiffusionMixin, DreamVideoLora
 
         def model(x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, null_text: torch.Tensor | None):
             context = torch.cat([text if use_text else null_text for _, use_text in conditions])
+            x_in = self.scheduler.scale_model_input(x, t)  # the VP x_t (Euler keeps σ-scaled latents)
             noise = denoiser(
-                self.scheduler.scale_model_input(torch.cat([x] * n), t),
+                torch.cat([x_in] * n),
                 t,
                 context,
                 image_features=feature_batch,
                 conditioning_scale=conditioning_scale,
                 cross_attention_kwargs=cross_attention_kwargs,
             )
-            return combine_predictions(
-                mode, list(noise.chunk(n)), self.image_guidance_scale, self.guidance_scale
-            )
+            chunks = list(noise.chunk(n))
+            guided = combine_predictions(mode, chunks, self.image_guidance_scale, self.guidance_scale)
+            if first_frame is None:
+                return guided
+            scheduler = self.scheduler
+            pinned = prediction_for_sample(scheduler.config.prediction_type, scheduler.alphas_cumprod,
+                                           x_in[:, :, :1], t, first_frame)  # fmt: skip
+            return torch.cat([pinned.to(guided.dtype), guided[:, :, 1:]], 2)
 
         return model
 

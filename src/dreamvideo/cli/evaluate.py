@@ -171,6 +171,9 @@ def eval_reconstruction(
 @click.option("--text-scale", type=float, default=None)
 @click.option("--steps", type=int, default=None, help="Denoising steps (default: the model's).")
 @click.option("--strength", type=float, default=None, help="Sampling start (default: the model's).")
+@click.option(
+    "--pin-first-frame/--no-pin-first-frame", default=None, help="First-frame pinning (default: the model's)."
+)
 @click.option("--frames", type=int, default=None)
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option(
@@ -214,6 +217,7 @@ def eval_synthetic(
     text_scale: float | None,
     steps: int | None,
     strength: float | None,
+    pin_first_frame: bool | None,
     frames: int | None,
     batch_size: int,
     photos: int,
@@ -258,6 +262,7 @@ def eval_synthetic(
         variant=variant,
         split=split,
         strength=strength,
+        pin_first_frame=pin_first_frame,
     )
     if sweep_i:
         sweep_guidance(pipe, sweep_i, sweep_t, sweep_num, out, frames, steps, batch_size)

@@ -69,6 +69,12 @@ from .app import (
     "image noised (default: the model's).",
 )
 @click.option(
+    "--pin-first-frame/--no-pin-first-frame",
+    default=None,
+    help="Keep the first frame on the image's own latents at every step, so it is the image as "
+    "the VAE encodes it (default: the model's).",
+)
+@click.option(
     "--scheduler",
     type=click.Choice(sorted(SCHEDULERS)),
     default=None,
@@ -123,6 +129,7 @@ def generate(
     text_scale: float | None,
     mode: str,
     strength: float | None,
+    pin_first_frame: bool | None,
     scheduler: str | None,
     seed: int | None,
     fps: int | None,
@@ -154,8 +161,7 @@ def generate(
         raise UserError("give IMAGE and --output (or --jobs FILE)")
     _check_memory_budget(model, frames, height, width, segments, mode, dtype, vae_slicing, max_memory)
     adapter_weights = _check_lora_flags(loras, lora_scales)
-    # Every job checked (images read, outputs writable, distinct and none an input) before any
-    # model loads.
+    # Every job checked (images read, outputs writable, distinct, none an input) before a model loads.
     from ..loading import default_model_dir
 
     inputs = [model or default_model_dir(), *loras]
@@ -205,6 +211,7 @@ def generate(
                 text_guidance_scale=text_scale,
                 guidance_mode=mode,
                 strength=strength,
+                pin_first_frame=pin_first_frame,
                 num_segments=segments,
                 generator=torch.Generator("cpu").manual_seed(job_seed),
                 resize_mode=resize,

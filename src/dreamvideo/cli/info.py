@@ -60,7 +60,8 @@ def info(model: Path | None, lora_dir: Path | None, debug: bool) -> None:
         f"guidance defaults: image {cfg.default_image_guidance_scale}, text {cfg.default_text_guidance_scale}"
     )
     sampler = f"{pipe.default_num_inference_steps} steps, {type(pipe.scheduler).__name__}"
-    click.echo(f"sampling: {sampler}, strength {pipe.default_strength}")
+    pinned = ", first frame pinned" if pipe.default_pin_first_frame else ""
+    click.echo(f"sampling: {sampler}, strength {pipe.default_strength}{pinned}")
     if lora_dir is not None:
         _list_adapters(pipe, lora_dir)
 

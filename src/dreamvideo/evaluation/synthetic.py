@@ -111,12 +111,13 @@ class _SuiteSampler:
         batch_size: int,
         variant: str = "full",
         strength: float | None = None,
+        pin_first_frame: bool | None = None,
     ):
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}")
         self.pipe, self.num_frames, self.steps, self.variant = pipe, num_frames, steps, variant
         self.image_scale, self.text_scale, self.batch_size = image_scale, text_scale, batch_size
-        self.strength = strength
+        self.strength, self.pin_first_frame = strength, pin_first_frame
         if variant == "no-image-guidance":
             self.image_scale = 1.0
         self.calls = 0
@@ -141,6 +142,7 @@ class _SuiteSampler:
                 guidance_mode="text" if text_only else "image+text",
                 conditioning_scale=0.0 if no_branch else 1.0,
                 strength=self.strength,
+                pin_first_frame=self.pin_first_frame,
                 height=refs[0].height,
                 width=refs[0].width,
                 generator=torch.Generator().manual_seed(EVAL_SEED + self.calls),
@@ -214,12 +216,14 @@ def evaluate_synthetic(
     motion_ranges: str = DEFAULT_MOTION_RANGES,
     train_phrasings: int = 0,
     strength: float | None = None,
+    pin_first_frame: bool | None = None,
 ) -> dict:
     """Run the suite; writes out_dir/metrics.json and a sample sheet; returns the metrics.
 
     `split="train"` scores clips, photographs and phrasings the default recipe trained on.
     `motion_ranges` and `train_phrasings` render the clips as data of that kind (e.g. "small",
-    5: the recipe's early stages' data), to diagnose a model on its own training data."""
+    5: the recipe's early stages' data), to diagnose a model on its own training data.
+    `strength` and `pin_first_frame` default to the model's."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}")
     out_dir = Path(out_dir)
@@ -229,7 +233,10 @@ def evaluate_synthetic(
         num_frames, None, None, steps, image_scale, text_scale, None
     )
     strength = pipe.default_strength if strength is None else strength
-    sampler = _SuiteSampler(pipe, num_frames, steps, image_scale, text_scale, batch_size, variant, strength)
+    pin = pipe.default_pin_first_frame if pin_first_frame is None else pin_first_frame
+    sampler = _SuiteSampler(
+        pipe, num_frames, steps, image_scale, text_scale, batch_size, variant, strength, pin
+    )
     started = time.perf_counter()
     data = {"motion_ranges": motion_ranges, "train_phrasings": train_phrasings}
     suite = _Suite.build(split, num, size, num_frames, num_pairs, num_photos, data)
@@ -250,6 +257,7 @@ def evaluate_synthetic(
         "image_guidance_scale": sampler.image_scale,
         "text_guidance_scale": text_scale,
         "strength": strength,
+        "pin_first_frame": pin,
         **_fidelity(pipe, suite.references, videos),
         # the photo bar's fidelity: each camera prompt's first frame against its photo crop
         "real_photo_first_frame_ssim": _mean_ssim(*_first_frames(photo_requests, photo_videos)),

@@ -151,6 +151,7 @@ class I2VOptions(DiffusionOptions):
     default_text_guidance_scale: float | None = None
     default_num_inference_steps: int | None = None
     default_strength: float | None = None
+    default_pin_first_frame: bool | None = None
 
 
 @dataclass
