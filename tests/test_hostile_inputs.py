@@ -169,7 +169,7 @@ def _model(index: dict, fifo: str | None = None) -> Callable[[Path], Path]:
         model = folder / "model"
         model.mkdir()
         components = ("vae", "text_encoder", "tokenizer", "unet", "retention_branch", "scheduler")
-        base = {"_class_name": "DreamVideoPipeline"} | {c: ["x", "Y"] for c in components}
+        base = {"_class_name": "DreamVideoPipeline"} | {c: ["diffusers", "Y"] for c in components}
         (model / "model_index.json").write_text(json.dumps(base | index))
         for component in components:
             (model / component).mkdir()
@@ -293,6 +293,9 @@ CASES = [
     Case("model folder", "model_index.json a FIFO", _fifo_model_index, "not a regular file"),
     Case("model folder", "model_index.json a list", lambda d: _write("model_index.json", "[]")(_folder("model")(d)).parent, "no _class_name"),
     Case("model folder", "a FIFO among its weights", _model({}, fifo="unet/diffusion_pytorch_model.safetensors"), "not a regular file"),
+    Case("model folder", "a component from another module", _model({"unet": ["os", "system"]}), "not a class of diffusers"),
+    Case("model folder", "a component spec of numbers", _model({"vae": [1, 2]}), "not a class of diffusers"),
+    Case("model folder", "a component from a module beside this package", _model({"vae": ["dreamvideo_evil", "X"]}), "not a class of"),
     # LoRA adapters
     Case("adapter", "peft metadata a list", _edited_adapter(raw_peft="[1, 2]"), "must be JSON objects"),
     Case("adapter", "peft metadata null", _edited_adapter(raw_peft="null"), "must be JSON objects"),

@@ -7,6 +7,7 @@ on the checks here.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -74,10 +75,24 @@ MODEL_DEFAULTS = (
 )
 
 
+# The libraries a model folder's components may come from: diffusers imports the module that
+# model_index.json names for each component, so a folder naming another module would run its import.
+COMPONENT_LIBRARIES = ("diffusers", "transformers", "dreamvideo")
+
+
 def check_components(path: Path, index: dict) -> None:
+    """Every component a model_index.json names is a class of diffusers, transformers or this
+    package, and has its folder; no file in the folder is a pipe, socket or device."""
     for name, spec in index.items():
         if name.startswith("_") or not isinstance(spec, list) or spec == [None, None]:
             continue
+        library = spec[0] if len(spec) == 2 and all(isinstance(part, str) for part in spec) else None
+        if library is None or library.split(".")[0] not in COMPONENT_LIBRARIES or ".." in library:
+            shown = json.dumps(spec)[:60]
+            raise UserError(
+                f"model folder {path}: component '{name[:40]}' names {shown}, not a class of "
+                f"{', '.join(COMPONENT_LIBRARIES)}"
+            )
         if not (path / name).is_dir():
             raise UserError(f"model folder is incomplete: component folder '{name}/' is missing in {path}")
     for item in path.rglob("*"):  # a FIFO under a weights file's name would block the loader
