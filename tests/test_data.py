@@ -296,3 +296,60 @@ def test_latent_cache_keeps_a_clip_s_speed_word_when_it_redraws_the_phrasing(tmp
         word = spec.meta.get("speed_word", "")
         assert item.caption.endswith(f" {word}") if word else not item.caption.endswith(("slowly", "quickly"))
         assert isinstance(item.latents, torch.Tensor)
+
+
+def test_action_weights_set_how_often_each_action_is_drawn(tmp_path):
+    """data.action_weights: an action left out weighs 1; weights change which actions rendered
+    clips and latent-cache draws bring, and never a clip itself; bad weights are refused."""
+    from dreamvideo.data.latent_cache import LatentCache, build_latent_cache
+    from dreamvideo.data.synthetic import ACTION_NAMES, action_probabilities
+    from dreamvideo.testing import tiny_vae
+
+    p = action_probabilities({"rotate_cw": 3.0, "still": 0.0})
+    assert p[ACTION_NAMES.index("rotate_cw")] == pytest.approx(3 / 14)
+    assert p[ACTION_NAMES.index("still")] == 0 and p[ACTION_NAMES.index("grow")] == pytest.approx(1 / 14)
+    for bad, message in [({"spin": 1.0}, "unknown action"), ({"grow": -1.0}, "non-negative")]:
+        with pytest.raises(ValueError, match=message):
+            action_probabilities(bad)
+    with pytest.raises(ValueError, match="not all zero"):
+        action_probabilities(dict.fromkeys(ACTION_NAMES, 0.0))
+    only = {a: 0.0 for a in ACTION_NAMES if a != "shrink"}
+    weighted = [make_clip(0, i, "train", 32, 3, action_weights=only) for i in range(8)]
+    assert {c.spec.action for c in weighted} == {"shrink"}
+    assert {SyntheticSource(0, 32, 3, action_weights=only).clip(i).spec.action for i in range(4)} == {
+        "shrink"
+    }
+    unweighted = make_clip(0, 5, "train", 32, 3)  # no weights: the draw every earlier clip had
+    np.testing.assert_array_equal(
+        unweighted.frames, make_clip(0, 5, "train", 32, 3, action_weights={}).frames
+    )
+
+    source = SyntheticSource(0, 32, 3)
+    path = build_latent_cache(tiny_vae(), source, 26, tmp_path / "cache.safetensors")
+    plain = LatentCache(path, seed=1)
+    assert plain.clip_probabilities is None
+    cache = LatentCache(path, seed=1, action_weights={a: 0.0 for a in ACTION_NAMES if a != "move_left"})
+    actions = [source.clip(i).spec.action for i in range(26)]
+    assert "move_left" in actions
+    left = [plain.latents[k].float() for k, a in enumerate(actions) if a == "move_left"]
+    for index in range(10):
+        assert any(bool((cache.item(index).latents == x).all()) for x in left)
+    draws = np.random.default_rng(0).choice(26, size=4000, p=cache.clip_probabilities)
+    assert {actions[k] for k in draws} == {"move_left"}
+
+
+def test_action_weights_in_a_config_are_checked(tmp_path):
+    from dreamvideo.training.config import load_config
+
+    config = tmp_path / "c.toml"
+    config.write_text('stage = "i2v"\noutput_dir = "x"\n[data]\naction_weights = { rotate_cw = 3.0 }\n')
+    assert load_config(config).data.action_weights == {"rotate_cw": 3.0}
+    for value, message in [
+        ("{ spin = 2.0 }", "unknown action"),
+        ("{ grow = -1.0 }", "non-negative"),
+        ('{ grow = "x" }', "action_weights must be"),
+        ("3.0", "action_weights must be"),
+    ]:
+        config.write_text(f'stage = "i2v"\noutput_dir = "x"\n[data]\naction_weights = {value}\n')
+        with pytest.raises(UserError, match=message):
+            load_config(config)

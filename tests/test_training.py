@@ -471,6 +471,47 @@ def test_reference_noise_grows_with_the_timestep_and_is_off_by_default(trained):
         STAGES["i2v"](load_config(base, {"stage_options.reference_noise": -1.0}), torch.device("cpu"))
 
 
+def test_motion_weighted_loss_counts_errors_where_the_clip_moves():
+    """stage_options.motion_loss_weight: a still clip's loss is the plain MSE; an error where the
+    clean latents change from frame 0 costs more than the same error where they stay; a uniform
+    error costs what it costs under the plain mean."""
+    from dreamvideo.training.stages import motion_weighted_mse
+
+    torch.manual_seed(0)
+    still = torch.randn(1, 4, 1, 8, 8).repeat(1, 1, 6, 1, 1)
+    prediction, target = torch.randn(1, 4, 6, 8, 8), torch.randn(1, 4, 6, 8, 8)
+    plain = torch.nn.functional.mse_loss(prediction, target)
+    torch.testing.assert_close(motion_weighted_mse(prediction, target, still, 1.0), plain)
+    moving = still.clone()
+    moving[:, :, 1:, 2:4, 2:4] += 1.0  # a patch that changes after frame 0
+    error_at = {}
+    for name, (y, x) in {"moving": (2, 2), "still": (6, 6)}.items():
+        off = torch.zeros(1, 4, 6, 8, 8)
+        off[:, :, 3, y, x] = 1.0
+        error_at[name] = motion_weighted_mse(off, torch.zeros_like(off), moving, 1.0)
+    assert error_at["moving"] > 2 * error_at["still"]
+    uniform = torch.ones(1, 4, 6, 8, 8)
+    torch.testing.assert_close(motion_weighted_mse(uniform, 0 * uniform, moving, 3.0), torch.tensor(1.0))
+
+
+def test_motion_loss_weight_changes_the_i2v_loss_and_is_off_by_default(trained):
+    from dreamvideo.training.stages import STAGES
+
+    tmp, _ = trained
+    base = sorted(tmp.glob("i2v-*.toml"))[0]
+
+    def loss(weight: float) -> torch.Tensor:
+        options = {"stage_options.condition_dropout": 0.0, "stage_options.motion_loss_weight": weight}
+        stage = STAGES["i2v"](load_config(base, options), torch.device("cpu"))
+        batch = stage.make_batch(list(range(8)))
+        constant = lambda noisy, *args, **kwargs: torch.full_like(noisy, 0.3)  # noqa: E731
+        return stage.loss(constant, batch, torch.Generator().manual_seed(0))
+
+    assert not torch.equal(loss(0.0), loss(2.0))
+    with pytest.raises(UserError, match="motion_loss_weight"):
+        STAGES["i2v"](load_config(base, {"stage_options.motion_loss_weight": -1.0}), torch.device("cpu"))
+
+
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
 def test_noised_target_follows_the_ddpm_formulas(prediction_type):
     """x_t = √ᾱ x0 + √(1-ᾱ) ε; the target is ε, v = √ᾱ ε - √(1-ᾱ) x0, or x0."""

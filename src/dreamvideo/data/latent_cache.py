@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from ..errors import UserError
 from ..io.images import frames_to_signed
 from .sources import ClipSource
-from .synthetic import training_phrasings, with_speed_word
+from .synthetic import ACTION_NAMES, action_probabilities, training_phrasings, with_speed_word
 
 
 @dataclass
@@ -78,9 +78,17 @@ def _clip_meta(clip) -> dict:
 
 class LatentCache:
     """Indexable cached clips; item `i` is clip `perm_epoch[i % N]` with a fresh phrasing (one of
-    the first `train_phrasings` of its action's training phrasings; 0: all)."""
+    the first `train_phrasings` of its action's training phrasings; 0: all). With `action_weights`
+    (`data.action_weights`), item `i` is instead a draw in which each action's clips together
+    weigh as the action's probability would among rendered clips."""
 
-    def __init__(self, path: Path, seed: int = 0, train_phrasings: int = 0):
+    def __init__(
+        self,
+        path: Path,
+        seed: int = 0,
+        train_phrasings: int = 0,
+        action_weights: dict[str, float] | None = None,
+    ):
         try:
             from safetensors import safe_open
 
@@ -92,14 +100,27 @@ class LatentCache:
         self.latents = tensors["latents"]
         self.first_frames = tensors["first_frames"]
         self.seed, self.train_phrasings = seed, train_phrasings
+        self.clip_probabilities = self._clip_probabilities(action_weights) if action_weights else None
+
+    def _clip_probabilities(self, action_weights: dict[str, float]) -> np.ndarray:
+        """Each cached clip's draw probability: its action's weight over its action's share of the
+        cache, so the drawn actions follow the weights whatever the cache's own mix."""
+        weight = dict(zip(ACTION_NAMES, action_probabilities(action_weights), strict=True))
+        actions = [m.get("action") for m in self.meta]
+        counts = {a: actions.count(a) for a in set(actions)}
+        p = np.array([weight.get(a, 1.0 / len(ACTION_NAMES)) / counts[a] for a in actions])
+        return p / p.sum()
 
     def __len__(self) -> int:
         return len(self.meta)
 
     def item(self, index: int) -> LatentItem:
         n = len(self)
-        epoch, offset = divmod(index, n)
-        k = int(np.random.default_rng([self.seed, epoch]).permutation(n)[offset])
+        if self.clip_probabilities is None:
+            epoch, offset = divmod(index, n)
+            k = int(np.random.default_rng([self.seed, epoch]).permutation(n)[offset])
+        else:
+            k = int(np.random.default_rng([self.seed, index, 5]).choice(n, p=self.clip_probabilities))
         meta = self.meta[k]
         caption = meta["caption"]
         if "action" in meta:  # re-draw among the training phrasings (never the held-out one)

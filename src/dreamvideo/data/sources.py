@@ -22,11 +22,12 @@ class SyntheticSource:
         motion_ranges: str = DEFAULT_MOTION_RANGES,
         train_phrasings: int = 0,
         speed_words: bool = False,
+        action_weights: dict[str, float] | None = None,
     ):
         self.seed, self.size, self.num_frames, self.split = seed, size, num_frames, split
         self.num_clips = num_clips
         self.motion_ranges, self.train_phrasings = motion_ranges, train_phrasings
-        self.speed_words = speed_words
+        self.speed_words, self.action_weights = speed_words, action_weights or None
 
     def clip(self, index: int) -> Clip:
         if self.num_clips:
@@ -40,6 +41,7 @@ class SyntheticSource:
             motion_ranges=self.motion_ranges,
             train_phrasings=self.train_phrasings,
             speed_words=self.speed_words,
+            action_weights=self.action_weights,
         )
 
 
@@ -54,6 +56,7 @@ def make_source(data) -> ClipSource:
             motion_ranges=data.motion_ranges,
             train_phrasings=data.train_phrasings,
             speed_words=data.speed_words,
+            action_weights=data.action_weights,
         )
     from .videos import VideoClipSource
 

@@ -302,6 +302,20 @@ ACTIONS: dict[str, tuple[str, list[str]]] = {
     ),
 }
 ACTION_NAMES = list(ACTIONS)
+
+
+def action_probabilities(weights: dict[str, float]) -> np.ndarray:
+    """`data.action_weights` as the probability of each of `ACTION_NAMES` (an action left out weighs
+    1): more of the motions a model learns last, without changing any clip."""
+    unknown = sorted(set(weights) - set(ACTION_NAMES))
+    if unknown:
+        raise ValueError(f"unknown action(s) {', '.join(map(repr, unknown))}: use {', '.join(ACTION_NAMES)}")
+    values = np.array([float(weights.get(a, 1.0)) for a in ACTION_NAMES])
+    if not (np.isfinite(values).all() and (values >= 0).all() and values.sum() > 0):
+        raise ValueError("action weights must be finite, non-negative and not all zero")
+    return values / values.sum()
+
+
 # Motions the default model never trained on: the clips of a fine-tuning example (a LoRA adapter
 # teaches one; docs/training.md). `make_clip(action=...)` renders them; the default data never
 # draws them. The last phrasing is held out, as above.
@@ -542,13 +556,15 @@ def make_clip(
     train_phrasings: int = 0,
     speed_words: bool = False,
     speed_word: str | None = None,
+    action_weights: dict[str, float] | None = None,
 ) -> Clip:
     """Render clip `index` of a split: its (F, size, size, 3) uint8 frames, caption and spec. Every
     random draw comes from one stream seeded by (seed, split, index), in a fixed order.
     `motion_ranges` names a `MOTION_RANGES` entry; `train_phrasings` (0: all) is how many of each
     action's training phrasings captions are drawn from. `speed_words` draws a `SPEED_WORDS`
     entry for a moving clip (from a stream of its own, so the clip's other draws stay as they
-    were); `speed_word` gives one."""
+    were); `speed_word` gives one. `action_weights` (`action_probabilities`) weighs the action's
+    draw; without it every action is equally likely."""
     if speed_word is not None and speed_word not in SPEED_WORDS:
         raise ValueError(f"unknown speed word {speed_word!r}: use one of {', '.join(map(repr, SPEED_WORDS))}")
     if split not in SPLIT_SEED_OFFSET:
@@ -557,7 +573,9 @@ def make_clip(
         raise ValueError(f"unknown motion ranges {motion_ranges!r}: use one of {', '.join(MOTION_RANGES)}")
     rng = np.random.default_rng([seed + SPLIT_SEED_OFFSET[split], index])
     photos = TRAIN_PHOTOS if split == "train" else HELDOUT_PHOTOS
-    action = action or str(rng.choice(ACTION_NAMES))
+    if action is None:
+        p = action_probabilities(action_weights) if action_weights else None
+        action = str(rng.choice(ACTION_NAMES, p=p))
     if heldout_phrasing is None:
         heldout_phrasing = split == "heldout"
     canvas_size = int(size * 2)  # room for pans and zoom-outs

@@ -35,6 +35,9 @@ class DataConfig:
     # A speed word ("slowly", none, "quickly") after each moving clip's caption, the motion scaled
     # to match (data.synthetic.SPEED_WORDS).
     speed_words: bool = False
+    # Relative frequency of synthetic actions (an action left out weighs 1), in rendered clips and
+    # in draws from a latent cache of them: e.g. {rotate_cw = 3.0} for more of a motion learned last.
+    action_weights: dict[str, float] = field(default_factory=dict)
     root: str | None = None  # real videos: folder
     captions: str | None = None  # real videos: CSV/JSONL file
     frame_stride: int = 1
@@ -144,6 +147,9 @@ class I2VOptions(DiffusionOptions):
     # reference_noise * (t / T) * u, u ~ U(0, 1) per clip, in [-1, 1] pixel units; sampling sees
     # the clean image. 0: off.
     reference_noise: float = 0.0
+    # > 0: the loss weighs each latent pixel by how much the clip's clean latents change there from
+    # frame 0 (stages.motion_weighted_mse), so small in-place motions count. 0: a plain mean.
+    motion_loss_weight: float = 0.0
     # The exported pipeline's defaults (None: the base's or the pipeline's own).
     default_num_frames: int | None = None
     default_fps: int | None = None
@@ -259,7 +265,9 @@ def _has_type(value: Any, hint: Any) -> bool:
     if origin in (list, tuple):
         return isinstance(value, list) and all(_has_type(v, args[0]) for v in value) if args else True
     if origin is dict or hint is dict:
-        return isinstance(value, dict)
+        if not isinstance(value, dict):
+            return False
+        return all(_has_type(v, args[1]) for v in value.values()) if args else True
     return True
 
 
@@ -269,6 +277,8 @@ def _type_name(hint: Any) -> str:
         return " or ".join(_type_name(a) for a in args)
     if origin in (list, tuple):
         return f"a list of {_type_name(args[0])}" if args else "a list"
+    if origin is dict:
+        return f"a table whose values are each {_type_name(args[1])}" if args else "a table"
     names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
     names[type(None)] = "unset"
     return names.get(hint, getattr(hint, "__name__", str(hint)))
@@ -339,7 +349,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Tr
 
 
 def _check_synthetic_data(data: DataConfig, path: Path) -> None:
-    from ..data.synthetic import MAX_TRAIN_PHRASINGS, MOTION_RANGES
+    from ..data.synthetic import MAX_TRAIN_PHRASINGS, MOTION_RANGES, action_probabilities
 
     if data.motion_ranges not in MOTION_RANGES:
         raise UserError(
@@ -353,6 +363,10 @@ def _check_synthetic_data(data: DataConfig, path: Path) -> None:
         )
     if not isinstance(data.speed_words, bool):
         raise UserError(f"{path}: data.speed_words must be true or false, got {data.speed_words!r}")
+    try:
+        action_probabilities(data.action_weights)
+    except ValueError as e:
+        raise UserError(f"{path}: data.action_weights: {e}") from None
 
 
 def read_recipe(path: str | Path) -> list[str]:
