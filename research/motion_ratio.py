@@ -37,7 +37,7 @@ def along_at_edge(action: str, motion: Motion) -> float:
     return along * motion.radius if per_radian else along
 
 
-def sample(model: str, clips: list, pin_first_frame: bool | None) -> list[np.ndarray]:
+def sample(model: str, clips: list, pin_first_frame: bool | None, steps: int | None) -> list[np.ndarray]:
     pipe = load_pipeline(model)
     videos = []
     for n, start in enumerate(range(0, len(clips), BATCH)):
@@ -47,6 +47,7 @@ def sample(model: str, clips: list, pin_first_frame: bool | None) -> list[np.nda
             [c.caption for c in batch],
             num_frames=FRAMES,
             pin_first_frame=pin_first_frame,
+            num_inference_steps=steps,
             generator=torch.Generator().manual_seed(EVAL_SEED + n),
         ).frames
         videos += [unit_to_uint8(v) for v in out]
@@ -60,6 +61,7 @@ def main() -> None:
     parser.add_argument("--model", action="append", required=True, help="NAME=FOLDER, repeatable")
     parser.add_argument("--actions", default=",".join(ACTIONS))
     parser.add_argument("--pin-first-frame", action="store_true", default=None)
+    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: each model's)")
     parser.add_argument("--out", type=Path, default=None, help="also write the table to this file")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -70,7 +72,7 @@ def main() -> None:
     moved = {
         name: [
             along_at_edge(c.spec.action, estimate_motion(v))
-            for c, v in zip(clips, sample(path, clips, args.pin_first_frame), strict=True)
+            for c, v in zip(clips, sample(path, clips, args.pin_first_frame, args.steps), strict=True)
         ]
         for name, path in models.items()
     }
