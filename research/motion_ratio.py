@@ -3,8 +3,8 @@
 The suite calls a clip "still" under 0.3 px / frame at the moving region's edge. Rotation and
 shrinking have read 0.00 in every model since the first design; this says whether their samples
 move the right way too little to be seen, or not at all. For each held-out suite clip of the
-chosen actions (the suite's clips and captions; every model sampled from the same seeds, batch by
-batch, at its default settings), the suite's estimator reads
+chosen actions (the suite's clips and captions, sampled as the suite samples: the same seeds batch
+by batch, each model's default settings), the suite's estimator reads
 the motion along the action (`evaluation.synthetic.motion_along`, as px / frame at the region's
 edge) in the ground truth and in each model's sample; the table gives per action the median of
 each, their ratio, and how many samples move the right way at all.
@@ -19,11 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from tqdm.auto import tqdm
 
 from dreamvideo.evaluation.motion import Motion, estimate_motion
-from dreamvideo.evaluation.synthetic import EVAL_SEED, heldout_clips, motion_along
-from dreamvideo.io.images import unit_to_uint8
+from dreamvideo.evaluation.synthetic import _SuiteSampler, heldout_clips, motion_along
 from dreamvideo.pipeline import load_pipeline
 
 NUM_CLIPS, SIZE, FRAMES, BATCH = 104, 64, 8, 8
@@ -38,20 +37,12 @@ def along_at_edge(action: str, motion: Motion) -> float:
 
 
 def sample(model: str, clips: list, pin_first_frame: bool | None, steps: int | None) -> list[np.ndarray]:
-    pipe = load_pipeline(model)
-    videos = []
-    for n, start in enumerate(range(0, len(clips), BATCH)):
-        batch = clips[start : start + BATCH]
-        out = pipe(
-            [Image.fromarray(c.frames[0]) for c in batch],
-            [c.caption for c in batch],
-            num_frames=FRAMES,
-            pin_first_frame=pin_first_frame,
-            num_inference_steps=steps,
-            generator=torch.Generator().manual_seed(EVAL_SEED + n),
-        ).frames
-        videos += [unit_to_uint8(v) for v in out]
-    return videos
+    """The suite's own batched sampling (its per-batch seeds), at the model's default scales."""
+    sampler = _SuiteSampler(
+        load_pipeline(model), FRAMES, steps, None, None, BATCH, pin_first_frame=pin_first_frame
+    )
+    with tqdm(total=len(clips), desc=model, dynamic_ncols=True) as progress:
+        return sampler([c.frames[0] for c in clips], [c.caption for c in clips], progress)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,7 +108,7 @@ class LatentCache:
         cache, so the drawn actions follow the weights whatever the cache's own mix."""
         weight = dict(zip(ACTION_NAMES, action_probabilities(action_weights), strict=True))
         actions = [m.get("action") for m in self.meta]
-        counts = {a: actions.count(a) for a in set(actions)}
+        counts = Counter(actions)
         p = np.array([weight.get(a, 1.0 / len(ACTION_NAMES)) / counts[a] for a in actions])
         return p / p.sum()
 

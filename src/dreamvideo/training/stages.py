@@ -447,12 +447,11 @@ class I2VStage(_LatentVideoStage):
             checkpoint_unet_blocks(pipe.unet)
         # Independent condition dropout (InstructPix2Pix): image only, text only, both.
         self.p_drop = float(self.options.condition_dropout)
-        self.reference_noise = float(self.options.reference_noise)
-        if not 0 <= self.reference_noise < float("inf"):
-            raise UserError(f"{config.config_path}: reference_noise must be 0 or more")
-        self.motion_loss_weight = float(self.options.motion_loss_weight)
-        if not 0 <= self.motion_loss_weight < float("inf"):
-            raise UserError(f"{config.config_path}: motion_loss_weight must be 0 or more")
+        for name in ("reference_noise", "motion_loss_weight"):
+            value = float(getattr(self.options, name))
+            if not 0 <= value < float("inf"):
+                raise UserError(f"{config.config_path}: {name} must be 0 or more")
+            setattr(self, name, value)
         self.open_cache()
 
     def _load_pipeline(self, config: TrainConfig):
