@@ -7,7 +7,10 @@ chosen actions (the suite's clips and captions, sampled as the suite samples: th
 by batch, each model's default settings), the suite's estimator reads
 the motion along the action (`evaluation.synthetic.motion_along`, as px / frame at the region's
 edge) in the ground truth and in each model's sample; the table gives per action the median of
-each, their ratio, and how many samples move the right way at all.
+each, their ratio, and how many samples move the right way at all. With --detail each cell also
+gives the median size of the motion either way (a model that rotates, but the wrong way half the
+time, has a signed median near 0 and a large one here) and how many samples the suite's estimator
+classes as the action (the suite's per-action accuracy).
 
     python research/motion_ratio.py --model baseline=runs/probes/ninth_baseline/pipeline --pin-first-frame
 """
@@ -21,7 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from dreamvideo.evaluation.motion import Motion, estimate_motion
+from dreamvideo.evaluation.motion import ACTION_TO_MOTION, Motion, estimate_motion
 from dreamvideo.evaluation.synthetic import _SuiteSampler, heldout_clips, motion_along
 from dreamvideo.pipeline import load_pipeline
 
@@ -45,6 +48,17 @@ def sample(model: str, clips: list, pin_first_frame: bool | None, steps: int | N
         return sampler([c.frames[0] for c in clips], [c.caption for c in clips], progress)
 
 
+def cell(motions: list[Motion], action: str, truth: float, detail: bool) -> str:
+    """One model's cell for one action: median along it (its ratio to the truth's), right way."""
+    along = [along_at_edge(action, m) for m in motions]
+    median = float(np.median(along))
+    text = f"{median:+.2f} ({median / truth:+.2f}), {sum(v > 0 for v in along)}/{len(along)}"
+    if detail:
+        labelled = sum(m.label() == ACTION_TO_MOTION[action] for m in motions)
+        text += f", size {np.median(np.abs(along)):.2f}, classed {labelled}/{len(along)}"
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -53,6 +67,9 @@ def main() -> None:
     parser.add_argument("--actions", default=",".join(ACTIONS))
     parser.add_argument("--pin-first-frame", action="store_true", default=None)
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: each model's)")
+    parser.add_argument(
+        "--detail", action="store_true", help="add the median size either way and the suite's class"
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write the table to this file")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -61,22 +78,16 @@ def main() -> None:
     models = dict(m.split("=", 1) for m in args.model)
     truth = [along_at_edge(c.spec.action, estimate_motion(c.frames)) for c in clips]
     moved = {
-        name: [
-            along_at_edge(c.spec.action, estimate_motion(v))
-            for c, v in zip(clips, sample(path, clips, args.pin_first_frame, args.steps), strict=True)
-        ]
+        name: [estimate_motion(v) for v in sample(path, clips, args.pin_first_frame, args.steps)]
         for name, path in models.items()
     }
-    head = " | ".join(f"{n}: median (ratio), right way" for n in models)
+    extra = ", size either way, classed" if args.detail else ""
+    head = " | ".join(f"{n}: median (ratio), right way{extra}" for n in models)
     lines = [f"| action | clips | ground truth: median px/frame | {head} |", "|---" * (len(models) + 3) + "|"]
     for action in actions:
         idx = [i for i, c in enumerate(clips) if c.spec.action == action]
         gt = float(np.median([truth[i] for i in idx]))
-        cells = []
-        for values in moved.values():
-            m = [values[i] for i in idx]
-            right = sum(v > 0 for v in m)
-            cells.append(f"{np.median(m):+.2f} ({np.median(m) / gt:+.2f}), {right}/{len(m)}")
+        cells = [cell([motions[i] for i in idx], action, gt, args.detail) for motions in moved.values()]
         lines.append(f"| {action} | {len(idx)} | {gt:+.2f} | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
     print(table)
