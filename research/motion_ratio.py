@@ -10,7 +10,10 @@ edge) in the ground truth and in each model's sample; the table gives per action
 each, their ratio, and how many samples move the right way at all. With --detail each cell also
 gives the median size of the motion either way (a model that rotates, but the wrong way half the
 time, has a signed median near 0 and a large one here) and how many samples the suite's estimator
-classes as the action (the suite's per-action accuracy).
+classes as the action (the suite's per-action accuracy). `--split seen-phrasings` captions the
+same clips with a training phrasing; `--split train` takes clips of the recipe's training pool
+(data seed 0, as `eval synthetic --split train`: rendered without a speed word), to tell a model
+that cannot draw a motion from one that cannot generalise it.
 
     python research/motion_ratio.py --model baseline=runs/probes/ninth_baseline/pipeline --pin-first-frame
 """
@@ -24,8 +27,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from dreamvideo.evaluation import SPLITS
 from dreamvideo.evaluation.motion import ACTION_TO_MOTION, Motion, estimate_motion
-from dreamvideo.evaluation.synthetic import _SuiteSampler, heldout_clips, motion_along
+from dreamvideo.evaluation.synthetic import _SuiteSampler, heldout_clips, motion_along, training_clips
 from dreamvideo.pipeline import load_pipeline
 
 NUM_CLIPS, SIZE, FRAMES, BATCH = 104, 64, 8, 8
@@ -46,6 +50,13 @@ def sample(model: str, clips: list, pin_first_frame: bool | None, steps: int | N
     )
     with tqdm(total=len(clips), desc=model, dynamic_ncols=True) as progress:
         return sampler([c.frames[0] for c in clips], [c.caption for c in clips], progress)
+
+
+def suite_clips(split: str) -> list:
+    """The suite's 104 clips of a split, as `dreamvideo eval synthetic --split` renders them."""
+    if split == "train":
+        return training_clips(NUM_CLIPS, SIZE, FRAMES)
+    return heldout_clips(NUM_CLIPS, SIZE, FRAMES, heldout_phrasing=split == "heldout")
 
 
 def cell(motions: list[Motion], action: str, truth: float, detail: bool) -> str:
@@ -70,11 +81,17 @@ def main() -> None:
     parser.add_argument(
         "--detail", action="store_true", help="add the median size either way and the suite's class"
     )
+    parser.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="heldout",
+        help="the suite's held-out clips; the same with training phrasings; or clips the recipe trained on",
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write the table to this file")
     args = parser.parse_args()
     torch.set_num_threads(1)
     actions = args.actions.split(",")
-    clips = [c for c in heldout_clips(NUM_CLIPS, SIZE, FRAMES) if c.spec.action in actions]
+    clips = [c for c in suite_clips(args.split) if c.spec.action in actions]
     models = dict(m.split("=", 1) for m in args.model)
     truth = [along_at_edge(c.spec.action, estimate_motion(c.frames)) for c in clips]
     moved = {
