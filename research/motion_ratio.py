@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from dreamvideo.evaluation import SPLITS
 from dreamvideo.evaluation.motion import ACTION_TO_MOTION, Motion, estimate_motion
-from dreamvideo.evaluation.synthetic import _SuiteSampler, heldout_clips, motion_along, training_clips
+from dreamvideo.evaluation.synthetic import _SuiteSampler, motion_along, split_clips
 from dreamvideo.pipeline import load_pipeline
 
 NUM_CLIPS, SIZE, FRAMES, BATCH = 104, 64, 8, 8
@@ -52,15 +52,9 @@ def sample(model: str, clips: list, pin_first_frame: bool | None, steps: int | N
         return sampler([c.frames[0] for c in clips], [c.caption for c in clips], progress)
 
 
-def suite_clips(split: str) -> list:
-    """The suite's 104 clips of a split, as `dreamvideo eval synthetic --split` renders them."""
-    if split == "train":
-        return training_clips(NUM_CLIPS, SIZE, FRAMES)
-    return heldout_clips(NUM_CLIPS, SIZE, FRAMES, heldout_phrasing=split == "heldout")
-
-
 def cell(motions: list[Motion], action: str, truth: float, detail: bool) -> str:
-    """One model's cell for one action: median along it (its ratio to the truth's), right way."""
+    """One model's cell for one action: median along it (its ratio to the truth's), right way;
+    with `detail`, the median size either way and how many the suite classes as the action."""
     along = [along_at_edge(action, m) for m in motions]
     median = float(np.median(along))
     text = f"{median:+.2f} ({median / truth:+.2f}), {sum(v > 0 for v in along)}/{len(along)}"
@@ -91,7 +85,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     actions = args.actions.split(",")
-    clips = [c for c in suite_clips(args.split) if c.spec.action in actions]
+    clips = [c for c in split_clips(args.split, NUM_CLIPS, SIZE, FRAMES) if c.spec.action in actions]
     models = dict(m.split("=", 1) for m in args.model)
     truth = [along_at_edge(c.spec.action, estimate_motion(c.frames)) for c in clips]
     moved = {

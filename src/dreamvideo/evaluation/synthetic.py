@@ -199,6 +199,17 @@ def training_clips(
     return picked
 
 
+def split_clips(split: str, num: int, size: int, num_frames: int, data: dict | None = None) -> list[Clip]:
+    """The suite's clips of a split: held-out ("heldout"), the same captioned with training
+    phrasings ("seen-phrasings"), or the recipe's training pool ("train"). `data` holds
+    `motion_ranges` (every split) and `train_phrasings` (the training pool)."""
+    data = data or {}
+    if split == "train":
+        return training_clips(num, size, num_frames, **data)
+    ranges = data.get("motion_ranges", DEFAULT_MOTION_RANGES)
+    return heldout_clips(num, size, num_frames, split == "heldout", motion_ranges=ranges)
+
+
 @torch.no_grad()
 def evaluate_synthetic(
     pipe,
@@ -289,12 +300,7 @@ class _Suite:
         num_photos: int,
         data: dict | None = None,
     ):
-        data = data or {}
-        if split == "train":
-            clips = training_clips(num, size, num_frames, **data)
-        else:
-            ranges = data.get("motion_ranges", DEFAULT_MOTION_RANGES)
-            clips = heldout_clips(num, size, num_frames, split == "heldout", motion_ranges=ranges)
+        clips = split_clips(split, num, size, num_frames, data)
         pairs = [(i, a, b) for i in range(num) for a, b in OPPOSITES if clips[i].spec.action == a]
         pairs = pairs[: num_pairs if num_pairs is not None else max(12, num // 4)]
         photos = TRAIN_PHOTOS if split == "train" else HELDOUT_PHOTOS
